@@ -1,0 +1,1 @@
+"""The igor operator: kopf handlers for IgorAgent, IgorNode and MigrationRequest."""
