@@ -1,0 +1,3 @@
+from igor.cli import main
+
+raise SystemExit(main())
