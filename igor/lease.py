@@ -10,20 +10,12 @@ events of the same holder (handoff started, handoff reverted).
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from igor.api import LeaseState
 from igor.checkpoint import Epoch
-
-
-class LeaseState(enum.StrEnum):
-    ACTIVE = "Active"
-    HANDOFF_INITIATED = "HandoffInitiated"
-    HANDOFF_PENDING = "HandoffPending"
-    RETIRED = "Retired"
-    RECOVERY_REQUIRED = "RecoveryRequired"
 
 
 class LeaseTransitionError(ValueError):

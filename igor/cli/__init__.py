@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import dev
+from . import agent, dev
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Kubernetes control plane for development.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    agent.register(sub)
     dev.register(sub)
     return parser
 
