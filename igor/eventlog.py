@@ -600,7 +600,7 @@ def _check_chain(entries: list[_Entry], anchor: bytes | None, findings: _Finding
             assert entry.error is not None
             rest = "; the rest of the log cannot be read" if entry.unframed else ""
             findings.add(index, None, "corrupt", f"cannot be decoded: {entry.error}{rest}")
-            base = _Link(index, None, None)
+            base = _Link(index, _next_tick(base), None)
             continue
         if entry.stored != record.hash:
             assert entry.stored is not None
@@ -609,7 +609,9 @@ def _check_chain(entries: list[_Entry], anchor: bytes | None, findings: _Finding
                 f"({_short(record.hash)})"
             )
             findings.add(index, record.tick, "corrupt", message)
-            base = _Link(index, None, entry.stored)  # contents untrusted, tick included
+            # Its contents (tick included) are untrusted: assume it holds the tick it should,
+            # so that a gap or a swap right after it is still found.
+            base = _Link(index, _next_tick(base), entry.stored)
             continue
         order = _order_problem(index, record, base, ticks)
         if order is not None:
@@ -621,6 +623,10 @@ def _check_chain(entries: list[_Entry], anchor: bytes | None, findings: _Finding
         if base.hash is not None and record.prev != base.hash:
             _report_broken_link(index, record, base, findings)
         base = _Link(index, record.tick, entry.stored)
+
+
+def _next_tick(base: _Link) -> int | None:
+    return None if base.tick is None else base.tick + 1
 
 
 def _report_broken_link(index: int, record: TickRecord, base: _Link, findings: _Findings) -> None:

@@ -447,6 +447,15 @@ def test_duplicated_record_is_found() -> None:
     assert [(p.index, p.kind) for p in report.problems] == [(8, "duplicate")]
 
 
+def test_a_gap_right_after_a_corrupt_record_is_still_found() -> None:
+    header, items = split(DATA)
+    flipped = bytearray(items[7])
+    flipped[flipped.index(bytes([8, 1, 2, 3])) + 1] ^= 0x01
+    items[7] = bytes(flipped)
+    report = full_check(join(header, items[:8] + items[9:]))
+    assert [(p.index, p.kind) for p in report.problems] == [(7, "corrupt"), (8, "missing")]
+
+
 def test_partially_written_last_record_is_corrupt() -> None:
     report = full_check(DATA[:-10])
     assert (report.first_bad_index, report.first.kind) == (19, "corrupt")
