@@ -17,7 +17,7 @@ from igor.store import configmap_name
 from tests import agents
 
 from .helpers import eventually, make_namespace
-from .nodes import NodeProcess
+from .nodes import TOKEN, NodeProcess
 
 GROUP, VERSION, PLURAL = "igor.dev", "v1alpha1", "igoragents"
 
@@ -226,3 +226,109 @@ def test_sigkill_during_checkpoint_writes_loses_nothing_committed(k8s, ns, nodes
             seen[name] = cp.tick
         assert not list(store.glob(f"{ns}/*.ckpt.tmp"))
     assert len(seen) == len(names) and all(t > 0 for t in seen.values())
+
+
+def _http(node: NodeProcess, method: str, path: str, token: str | None = TOKEN, body=None):
+    import json as _json
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(node.address + path, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    data = None
+    if body is not None:
+        data = _json.dumps(body).encode()
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, data=data, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def test_api_needs_a_token_and_freeze_yields_a_bundle_that_replays_to_the_final_checkpoint(
+    k8s, ns, nodes
+):
+    node = nodes("api-a")
+    create_agent(k8s, ns, "c3")
+    set_holder(k8s, ns, "c3", "api-a", 1)
+    eventually(lambda: status_tick(k8s, ns, "c3") >= 8, what="ticks")
+    assert _http(node, "GET", "/healthz", token=None)[0] == 200
+    assert _http(node, "GET", "/readyz", token=None)[0] == 200
+    assert _http(node, "GET", "/v1/agents", token=None)[0] == 401
+    assert _http(node, "GET", "/v1/agents", token="wrong")[0] == 401
+    assert _http(node, "GET", "/metrics", token=None)[0] == 401
+    status, body = _http(node, "GET", "/metrics")
+    assert status == 200 and b"igor_node_ticks_total" in body
+
+    # Freezing needs the status to say HandoffInitiated at that epoch first.
+    refused, _ = _http(
+        node, "POST", f"/v1/agents/{ns}/c3/freeze", body={"epoch": {"major": 1, "minor": 1}}
+    )
+    assert refused == 409
+    set_holder(k8s, ns, "c3", "api-a", 1, 1, state="HandoffInitiated")
+    status, body = _http(
+        node, "POST", f"/v1/agents/{ns}/c3/freeze", body={"epoch": {"major": 1, "minor": 1}}
+    )
+    assert status == 200, body
+    final = __import__("json").loads(body)
+    assert final["epoch"] == {"major": 1, "minor": 1}
+    time.sleep(1)
+    assert status_tick(k8s, ns, "c3") == final["tick"]  # frozen: no tick after the final one
+    cp = stored(k8s, ns, "c3")
+    assert cp.tick == final["tick"] and cp.epoch == ckpt.Epoch(1, 1)
+
+    status, raw = _http(node, "GET", f"/v1/agents/{ns}/c3/bundle")
+    assert status == 200
+    from igor import bundle as bundle_mod
+    from igor.replay import Replayer
+
+    made = bundle_mod.decode(raw)
+    assert made.records[-1].tick == final["tick"]
+    result = Replayer().replay_bundle(made)
+    assert result.ok and result.final_state_hash == hashlib.sha256(cp.state).digest()
+
+
+def test_self_verification_catches_divergence_and_pauses(k8s, ns, nodes):
+    nodes("ver-a")
+    create_agent(
+        k8s,
+        ns,
+        "nd",
+        module="nondeterministic",
+        manifest={"capabilities": {"clock": {"version": 1}, "log": {"version": 1}}},
+        replay={"verifyInterval": 3, "divergenceAction": "pause"},
+    )
+    set_holder(k8s, ns, "nd", "ver-a", 1)
+
+    def diverged():
+        status = agent(k8s, ns, "nd").get("status") or {}
+        return (status.get("replay") or {}).get("verdict") == "Diverged" and status
+
+    status = eventually(diverged, what="a divergence verdict")
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["ReplayVerified"]["status"] == "False"
+    assert conditions["Ready"]["reason"] == "ReplayDiverged"
+    paused_at = status_tick(k8s, ns, "nd")
+    time.sleep(1.5)
+    assert status_tick(k8s, ns, "nd") == paused_at
+
+
+def test_budget_exhaustion_stops_the_agent_until_the_limit_is_raised(k8s, ns, nodes):
+    nodes("bud-a")
+    create_agent(k8s, ns, "poor", budget={"limit": 5})
+    set_holder(k8s, ns, "poor", "bud-a", 1)
+
+    def exhausted():
+        status = agent(k8s, ns, "poor").get("status") or {}
+        conds = {c["type"]: c["status"] for c in status.get("conditions", [])}
+        return conds.get("BudgetExhausted") == "True" and status
+
+    status = eventually(exhausted, what="BudgetExhausted")
+    assert status["budget"] == {"remaining": 0, "spent": 5}
+    stopped_at = status["tick"]
+    client.CustomObjectsApi(k8s).patch_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, "poor", {"spec": {"budget": {"limit": 1_000_000}}}
+    )
+    eventually(lambda: status_tick(k8s, ns, "poor") > stopped_at, what="ticking again")
