@@ -1,0 +1,1 @@
+"""igor's benchmarks: `python -m bench [NAME ...]`; see docs/benchmarks.md."""
