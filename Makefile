@@ -29,6 +29,7 @@ bench: setup
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	.venv/bin/hadolint $(wildcard node-image/Dockerfile operator/Dockerfile)
 
 fmt:
 	$(PY) -m ruff format .
