@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import collections
+import resource
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -35,3 +38,36 @@ class NodeMetrics:
             registry=r,
         )
         self.agents = Gauge("igor_node_agents_running", "Agents held by this node", registry=r)
+        # Exact recent lags for /v1/stats (the histogram's buckets are too coarse for p99).
+        self.recent_lags: collections.deque[float] = collections.deque(maxlen=20_000)
+
+    def observe_lag(self, seconds: float) -> None:
+        self.tick_lag.observe(seconds)
+        self.recent_lags.append(seconds)
+
+    def stats(self) -> dict[str, float | int]:
+        lags = sorted(self.recent_lags)
+
+        def pct(p: float) -> float:
+            return round(lags[min(len(lags) - 1, int(p * len(lags)))] * 1000, 3) if lags else 0.0
+
+        return {
+            "samples": len(lags),
+            "tickLagP50Ms": pct(0.50),
+            "tickLagP99Ms": pct(0.99),
+            "tickLagMaxMs": round(lags[-1] * 1000, 3) if lags else 0.0,
+            "maxRssBytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "rssBytes": _current_rss(),
+            "ticks": int(self.ticks._value.get()),
+        }
+
+
+def _current_rss() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

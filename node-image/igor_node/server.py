@@ -86,6 +86,11 @@ def make_app(
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"node": cfg.name, "agents": len(supervisor.agents), **metrics.stats()}
+        )
+
     async def list_agents(request: web.Request) -> web.Response:
         return web.json_response(
             {
@@ -147,6 +152,7 @@ def make_app(
             web.get("/healthz", healthz),
             web.get("/readyz", readyz),
             web.get("/metrics", metrics_handler),
+            web.get("/v1/stats", stats),
             web.get("/v1/agents", list_agents),
             web.get("/v1/agents/{ns}/{name}", get_agent),
             web.post("/v1/agents/{ns}/{name}/freeze", freeze),

@@ -404,7 +404,7 @@ class Supervisor:
             held.due = None
             if not held.ticking or held.lock.locked():
                 continue
-            self.metrics.tick_lag.observe(max(0.0, time.monotonic() - due))
+            self.metrics.observe_lag(max(0.0, time.monotonic() - due))
             if held.threaded:
                 self._spawn(self._tick_in_thread(held))
             else:
