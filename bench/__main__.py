@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import common
 
-BENCHMARKS = ("tick_overhead", "replay_speed", "checkpoint_codec", "controlplane")
+BENCHMARKS = ("tick_overhead", "replay_speed", "checkpoint_codec", "controlplane", "node_scale")
 
 
 def main(argv: list[str] | None = None) -> int:
