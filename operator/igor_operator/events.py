@@ -1,0 +1,85 @@
+"""Kubernetes Events: every state change the operator makes is recorded on the object."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes_asyncio import client
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "igor-operator"
+NORMAL = "Normal"
+WARNING = "Warning"
+# An Event about a cluster-scoped object (an IgorNode) needs a namespace of its own.
+CLUSTER_EVENTS_NAMESPACE = "default"
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    reason: str
+    message: str
+
+    @classmethod
+    def normal(cls, reason: str, message: str) -> Event:
+        return cls(NORMAL, reason, message)
+
+    @classmethod
+    def warning(cls, reason: str, message: str) -> Event:
+        return cls(WARNING, reason, message)
+
+
+class EventRecorder:
+    """Posts core/v1 Events. Failures are logged, never raised: an event is not worth a retry."""
+
+    def __init__(self, api: client.ApiClient, instance: str = ""):
+        self._core = client.CoreV1Api(api)
+        self._instance = instance
+
+    async def record(self, obj: dict[str, Any], event: Event) -> None:
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace") or CLUSTER_EVENTS_NAMESPACE
+        now = datetime.now(UTC)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name', 'igor')}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self._instance,
+            "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "count": 1,
+        }
+        log_fn = log.warning if event.type == WARNING else log.info
+        log_fn(
+            "%s %s/%s: %s: %s",
+            obj.get("kind"),
+            meta.get("namespace") or "",
+            meta.get("name"),
+            event.reason,
+            event.message,
+        )
+        try:
+            await self._core.create_namespaced_event(namespace, body)
+        except Exception as exc:
+            log.debug("could not post event %s on %s: %s", event.reason, meta.get("name"), exc)
+
+    async def record_all(self, obj: dict[str, Any], events: list[Event]) -> None:
+        for event in events:
+            await self.record(obj, event)
