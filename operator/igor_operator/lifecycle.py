@@ -32,6 +32,7 @@ MIGRATED = "Migrated"
 UNSCHEDULABLE = "Unschedulable"
 INVALID_MANIFEST = "InvalidManifest"
 AWAITING_HOLDER = "AwaitingHolder"
+HANDOFF_IN_PROGRESS = "HandoffInProgress"  # the node's Ready reason while frozen
 
 
 @dataclass
@@ -78,7 +79,10 @@ def phase_for(
         return AgentPhase.RECOVERING
     if spec.get("suspend"):
         return AgentPhase.SUSPENDED
-    if api.is_condition_true(conditions, Cond.READY):
+    ready = api.find_condition(conditions, Cond.READY) or {}
+    # After a reverted handoff the holder ticks again before it next reports; its last word,
+    # HandoffInProgress, is stale once the lease is Active again.
+    if ready.get("status") == "True" or ready.get("reason") == HANDOFF_IN_PROGRESS:
         return AgentPhase.RUNNING
     reason = (api.find_condition(conditions, Cond.SCHEDULED) or {}).get("reason")
     if reason == RECOVERED:

@@ -1,8 +1,9 @@
 """IgorAgent spec.manifest (camelCase, as in the CRD) to igor's manifest JSON (snake_case).
 
 The CRD spells igor's manifest the Kubernetes way; igor's parser and the checkpoint's manifest
-digest use igor's own spelling. Converting here lets admission and reconcile validate with
-igor.manifest itself, and translate its field names back so messages name the CRD field.
+digest use igor's own spelling (igor.agentspec converts, as the node does). Validating with
+igor.manifest itself keeps admission and nodes in agreement; messages are translated back so
+they name the CRD field.
 """
 
 from __future__ import annotations
@@ -11,31 +12,27 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from igor import abi
+from igor import abi, agentspec
 from igor import manifest as igor_manifest
 
-# CRD key -> igor key, per section of the manifest.
-_SECTIONS = {
-    "resourceLimits": (
-        "resource_limits",
+# igor section -> (CRD section, igor key -> CRD key), to name CRD fields in messages.
+_TO_CRD = {
+    "resource_limits": (
+        "resourceLimits",
         {
-            "maxMemoryBytes": "max_memory_bytes",
-            "maxCpuMillis": "max_cpu_millis",
-            "maxStorageBytes": "max_storage_bytes",
+            "max_memory_bytes": "maxMemoryBytes",
+            "max_cpu_millis": "maxCpuMillis",
+            "max_storage_bytes": "maxStorageBytes",
         },
     ),
-    "migrationPolicy": (
-        "migration_policy",
+    "migration_policy": (
+        "migrationPolicy",
         {
             "enabled": "enabled",
-            "maxPricePerSecond": "max_price_per_second",
-            "preferredRegions": "preferred_regions",
+            "max_price_per_second": "maxPricePerSecond",
+            "preferred_regions": "preferredRegions",
         },
     ),
-}
-_TO_CRD = {
-    igor_section: (crd_section, {v: k for k, v in keys.items()})
-    for crd_section, (igor_section, keys) in _SECTIONS.items()
 }
 
 
@@ -48,28 +45,13 @@ class InvalidManifest(ValueError):
 
 
 def to_igor(spec_manifest: Mapping[str, Any] | None) -> dict[str, Any]:
-    """igor's manifest object for an IgorAgent's spec.manifest."""
-    src = dict(spec_manifest or {})
-    out: dict[str, Any] = {}
-    if "capabilities" in src:
-        out["capabilities"] = src["capabilities"]
-    for crd_section, (igor_section, keys) in _SECTIONS.items():
-        if crd_section in src and isinstance(src[crd_section], Mapping):
-            out[igor_section] = {
-                keys.get(k, k): v for k, v in src[crd_section].items() if v is not None
-            }
-    # igor reads a present migration_policy without "enabled" as disabled; the CRD's default is
-    # enabled, so say it explicitly.
-    if "migration_policy" in out:
-        out["migration_policy"].setdefault("enabled", True)
-    for key in src:
-        if key not in ("capabilities", *_SECTIONS):
-            out[key] = src[key]  # unknown: let igor's parser name it
-    return out
+    """igor's manifest object for an IgorAgent's spec.manifest, exactly as the node builds it
+    (igor.agentspec), so that digests agree."""
+    return json.loads(to_json(spec_manifest))
 
 
 def to_json(spec_manifest: Mapping[str, Any] | None) -> bytes:
-    return json.dumps(to_igor(spec_manifest), sort_keys=True, separators=(",", ":")).encode()
+    return agentspec.manifest_json(dict(spec_manifest or {}))
 
 
 def crd_field(igor_field: str) -> str:

@@ -1,0 +1,186 @@
+"""IgorNodes and their Leases: loss of a node starts recovery, a cordon starts evacuation.
+
+A node is alive while its Lease (igor-node-<name> in the operator's namespace) is valid. The
+liveness loop notices when one expires (nothing else would: an expiry is the absence of an
+event) and queues the node's agents, whose reconcile recovers them elsewhere. A cordoned node
+(spec.unschedulable) is evacuated through MigrationRequests with reason Drain, one per agent,
+named after the agent and its epoch so that re-reconciling never creates a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from igor import api
+
+from . import cache as cache_mod
+from . import lifecycle, metrics
+from .context import Context, agent_key, node_key
+from .events import Event
+from .kubeapi import Conflict, NotFound, owner_reference
+
+log = logging.getLogger(__name__)
+
+DRAIN_LABEL = "igor.dev/drain-node"
+
+
+def held_agents(agents: Iterable[Mapping[str, Any]], node: str) -> list[Mapping[str, Any]]:
+    return [
+        a
+        for a in agents
+        if ((a.get("status") or {}).get("lease") or {}).get("holder") == node
+        and not (a.get("metadata") or {}).get("deletionTimestamp")
+    ]
+
+
+def drain_name(agent: str, major: int, minor: int) -> str:
+    """A MigrationRequest name unique per agent and epoch, within the 253-character limit."""
+    suffix = f"-drain-{major}-{minor}"
+    name = agent + suffix
+    if len(name) <= 253:
+        return name
+    digest = hashlib.sha256(agent.encode()).hexdigest()[:10]
+    return f"{agent[: 253 - len(suffix) - 11]}-{digest}{suffix}"
+
+
+def evacuation_plan(
+    node: str, agents: Iterable[Mapping[str, Any]], migrations: Iterable[Mapping[str, Any]]
+) -> list[tuple[str, str, str]]:
+    """(namespace, MigrationRequest name, agent name) to create for a cordoned node's agents.
+
+    Skipped: agents not Active on the node (already moving, recovering) and agents with a
+    migration in progress or one already created for their current epoch.
+    """
+    existing = {cache_mod.key_of(m) for m in migrations}
+    busy = {
+        ((m.get("metadata") or {}).get("namespace"), (m.get("spec") or {}).get("agent"))
+        for m in migrations
+        if not api.MigrationPhase((m.get("status") or {}).get("phase") or "Pending").terminal
+    }
+    wanted = []
+    for agent in held_agents(agents, node):
+        meta = agent.get("metadata") or {}
+        lease = (agent.get("status") or {}).get("lease") or {}
+        if lease.get("state") != api.LeaseState.ACTIVE:
+            continue
+        if lifecycle.migration_in_progress(agent.get("status") or {}):
+            continue
+        if (meta.get("namespace"), meta.get("name")) in busy:
+            continue
+        policy = ((agent.get("spec") or {}).get("manifest") or {}).get("migrationPolicy") or {}
+        if policy.get("enabled") is False:
+            continue
+        epoch = lease.get("epoch") or {}
+        name = drain_name(meta["name"], int(epoch.get("major", 0)), int(epoch.get("minor", 0)))
+        if (meta.get("namespace"), name) in existing:
+            continue
+        wanted.append((meta.get("namespace", ""), name, meta["name"]))
+    return wanted
+
+
+async def reconcile(ctx: Context, name: str) -> float | None:
+    node = ctx.cache.get(cache_mod.NODE, "", name)
+    now = datetime.now(UTC)
+    alive = name in ctx.live_nodes(now)
+    agents = held_agents(ctx.cache.agents(), name)
+    if not alive:
+        # The agents' reconcile recovers them; make sure each one looks again.
+        for agent in agents:
+            meta = agent.get("metadata") or {}
+            ctx.enqueue(agent_key(meta.get("namespace", ""), meta.get("name", "")))
+        return None
+    if node is None or not (node.get("spec") or {}).get("unschedulable"):
+        return None
+    if not agents:
+        return None
+    return await _evacuate(ctx, node, agents)
+
+
+async def _evacuate(ctx: Context, node: dict[str, Any], agents) -> float | None:
+    name = node["metadata"]["name"]
+    created = []
+    by_key = {cache_mod.key_of(a): a for a in agents}
+    for namespace, mr_name, agent_name in evacuation_plan(name, agents, ctx.cache.migrations()):
+        agent = by_key.get((namespace, agent_name))
+        if agent is None:
+            continue
+        body = {
+            "apiVersion": api.API_VERSION,
+            "kind": api.Kind.MIGRATION_REQUEST.value,
+            "metadata": {
+                "name": mr_name,
+                "namespace": namespace,
+                "labels": {DRAIN_LABEL: name[:63]},
+                "ownerReferences": [owner_reference(agent, controller=False)],
+            },
+            "spec": {"agent": agent["metadata"]["name"], "reason": api.MigrationReason.DRAIN},
+        }
+        try:
+            mr = await ctx.kube.create("migration", namespace, body)
+        except Conflict:
+            continue  # already there
+        except NotFound:
+            continue
+        ctx.cache.put(cache_mod.MIGRATION, mr)
+        created.append(f"{namespace}/{mr_name}")
+    if created:
+        await ctx.events.record(
+            node,
+            Event.normal(
+                "Evacuating",
+                f"node is unschedulable: migrating {len(created)} agent(s) away "
+                f"({', '.join(created[:5])}{' ...' if len(created) > 5 else ''})",
+            ),
+        )
+    # Migrations can fail (no target yet, divergence): look again until the node is empty.
+    return ctx.config.drain_period
+
+
+async def liveness_loop(ctx: Context) -> None:
+    """Watch node Leases expire (an expiry sends no event) and queue what depends on them."""
+    while True:
+        now = datetime.now(UTC)
+        live = ctx.live_nodes(now)
+        lost = ctx.live - live
+        joined = live - ctx.live
+        for name in sorted(lost):
+            metrics.NODES_LOST.inc()
+            node = ctx.cache.get(cache_mod.NODE, "", name) or {
+                "apiVersion": api.API_VERSION,
+                "kind": api.Kind.IGOR_NODE.value,
+                "metadata": {"name": name},
+            }
+            count = len(held_agents(ctx.cache.agents(), name))
+            await ctx.events.record(
+                node,
+                Event.warning(
+                    "NodeLost",
+                    f"node Lease expired; recovering its {count} agent(s) on other nodes",
+                ),
+            )
+            ctx.enqueue(node_key(name))
+        if joined:
+            for name in sorted(joined):
+                ctx.enqueue(node_key(name))
+            requeue_unplaced(ctx)
+        ctx.live = live
+        await asyncio.sleep(ctx.config.liveness_period)
+
+
+def requeue_unplaced(ctx: Context) -> None:
+    """Queue every agent waiting for a node: something about the nodes changed."""
+    for agent in ctx.cache.agents():
+        status = agent.get("status") or {}
+        lease = status.get("lease") or {}
+        if (
+            not lease.get("holder")
+            or lease.get("state") == api.LeaseState.RECOVERY_REQUIRED
+            or status.get("phase") in ("Pending", "Recovering", None)
+        ):
+            meta = agent.get("metadata") or {}
+            ctx.enqueue(agent_key(meta.get("namespace", ""), meta.get("name", "")))
