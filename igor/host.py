@@ -9,6 +9,7 @@ bounds wall-clock time per call; a store limiter bounds memory.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import threading
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import wasmtime
+from wasmtime import _ffi as _wffi
+from wasmtime import _func as _wfunc
 
 from igor import abi, errors
 from igor.hostcalls import HostFunctions, HostState, ReplayMismatch
@@ -27,6 +30,29 @@ DEFAULT_FUEL_PER_CALL = 1_000_000_000
 DEFAULT_MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024
 
 _VALTYPES = {"i32": wasmtime.ValType.i32, "i64": wasmtime.ValType.i64}
+
+# The tick path calls libwasmtime directly: wasmtime-py's wrappers look up the function's
+# type through the C API and convert every argument on each call, which costs several
+# times the call itself. Same library handle as wasmtime-py (one set of stores), but our
+# own function objects, declared without argtypes so that ctypes passes the ready-made
+# ctypes values we hand it as they are; wasmtime-py's own declarations stay untouched.
+_LIB = ctypes.CDLL(_wffi.dll._name, handle=_wffi.dll._handle)
+
+
+def _raw(name: str, restype: Any) -> Any:
+    fn = getattr(_LIB, name)
+    fn.restype = restype
+    fn.argtypes = None
+    return fn
+
+
+_func_call = _raw("wasmtime_func_call", ctypes.c_void_p)
+_set_fuel = _raw("wasmtime_context_set_fuel", ctypes.c_void_p)
+_get_fuel = _raw("wasmtime_context_get_fuel", ctypes.c_void_p)
+_set_epoch_deadline = _raw("wasmtime_context_set_epoch_deadline", None)
+_memory_data = _raw("wasmtime_memory_data", ctypes.c_void_p)
+_memory_data_size = _raw("wasmtime_memory_data_size", ctypes.c_size_t)
+_FAST_KINDS = {"i32": _wffi.WASMTIME_I32.value, "i64": _wffi.WASMTIME_I64.value}
 
 
 def engine_version() -> str:
@@ -147,24 +173,42 @@ class _Memory:
     """Bounds-checked access to the guest's linear memory (never traps the host)."""
 
     def __init__(self, store: wasmtime.Store):
-        self._store = store
+        self._context = store._context()
         self._memory: wasmtime.Memory | None = None
+        self._ref: Any = None
 
     def bind(self, memory: wasmtime.Memory) -> None:
-        self._memory = memory
+        self._memory = memory  # keeps the struct that _ref points into alive
+        self._ref = ctypes.byref(memory._memory)
 
     def size(self) -> int:
-        return self._memory.data_len(self._store) if self._memory else 0
+        return _memory_data_size(self._context, self._ref) if self._ref is not None else 0
 
     def read(self, ptr: int, length: int) -> bytes | None:
-        if self._memory is None or ptr < 0 or length < 0 or ptr + length > self.size():
+        if self._ref is None or ptr < 0 or length < 0:
             return None
-        return bytes(self._memory.read(self._store, ptr, ptr + length))
+        if ptr + length > _memory_data_size(self._context, self._ref):
+            return None
+        if not length:
+            return b""
+        # The base address is fetched per access: memory.grow may move it.
+        return ctypes.string_at(_memory_data(self._context, self._ref) + ptr, length)
 
     def write(self, ptr: int, data: bytes) -> bool:
-        if self._memory is None or ptr < 0 or ptr + len(data) > self.size():
+        if self._ref is None or ptr < 0:
             return False
-        self._memory.write(self._store, data, ptr)
+        size = _memory_data_size(self._context, self._ref)
+        if ptr + len(data) > size:
+            return False
+        if not data:
+            # wasmtime.Memory.write, which this replaces, refuses an offset at the very end
+            # even for nothing; the host call then fails as it always did.
+            if ptr >= size:
+                raise IndexError("index out of range")
+            return True
+        if type(data) is not bytes:
+            data = bytes(data)
+        ctypes.memmove(_memory_data(self._context, self._ref) + ptr, data, len(data))
         return True
 
 
@@ -207,6 +251,81 @@ def _signature(functype: wasmtime.FuncType) -> tuple[list[str], list[str]]:
     return [str(t) for t in functype.params], [str(t) for t in functype.results]
 
 
+def _export_caller(store: wasmtime.Store, extern: Any, trap: ctypes.c_void_p) -> Callable[..., Any]:
+    """A callable for an export that behaves like `extern(store, *args)`, only faster.
+
+    Functions whose parameters and result are i32/i64 (every export igor calls, in practice)
+    go straight to wasmtime_func_call with the type and the value arrays prepared once;
+    anything else keeps wasmtime-py's generic call.
+    """
+    if isinstance(extern, wasmtime.Func):
+        functype = extern.type(store)
+        params = [str(t) for t in functype.params]
+        results = [str(t) for t in functype.results]
+        if len(results) <= 1 and all(t in _FAST_KINDS for t in (*params, *results)):
+            return _fast_call(store._context(), extern, params, results, trap)
+    return lambda *args: extern(store, *args)
+
+
+def _fast_call(
+    context: Any, func: wasmtime.Func, params: list[str], results: list[str], trap: ctypes.c_void_p
+) -> Callable[..., Any]:
+    nparams = len(params)
+    args = (_wffi.wasmtime_val_t * nparams)()
+    slots = []
+    for i, kind in enumerate(params):
+        args[i].kind = _FAST_KINDS[kind]
+        slots.append((args[i].of, kind))
+    out = (_wffi.wasmtime_val_t * len(results))()
+    call_args = (
+        context,
+        ctypes.byref(func._func),
+        ctypes.byref(args),
+        ctypes.c_size_t(nparams),
+        ctypes.byref(out),
+        ctypes.c_size_t(len(results)),
+        ctypes.byref(trap),
+    )
+    result = out[0].of if results else None
+    field = results[0] if results else ""
+
+    def call(*values: Any) -> Any:
+        if len(values) != nparams:
+            # wasmtime-py's checks and messages, which the trap classification reports.
+            amount = "many" if len(values) > nparams else "few"
+            raise wasmtime.WasmtimeError(
+                f"too {amount} parameters provided: given {len(values)}, expected {nparams}"
+            )
+        for (slot, kind), value in zip(slots, values, strict=True):
+            if not isinstance(value, int):
+                raise TypeError("expected an integer")
+            setattr(slot, kind, value)
+        error = _func_call(*call_args)
+        if error or trap.value:
+            _raise_failure(error, trap)
+        return getattr(result, field) if result is not None else None
+
+    return call
+
+
+def _raise_failure(error: int | None, trap: ctypes.c_void_p) -> None:
+    """Raise what wasmtime-py's Func.__call__ raises for a failed call.
+
+    That is the host function's own exception if one caused the failure (wasmtime-py's
+    trampoline keeps it in a module global), else the error or the trap.
+    """
+    if error:
+        exc: BaseException = wasmtime.WasmtimeError._from_ptr(
+            ctypes.cast(error, ctypes.POINTER(_wffi.wasmtime_error_t))
+        )
+    else:
+        pointer = trap.value
+        trap.value = None  # the slot is reused by the next call
+        exc = wasmtime.Trap._from_ptr(ctypes.cast(pointer, ctypes.POINTER(_wffi.wasm_trap_t)))
+    _wfunc.maybe_raise_last_exn()
+    raise exc
+
+
 def _guarded(fn: Callable[..., Any], on_error: Callable[[BaseException], None]) -> Callable:
     def call(*args: Any) -> Any:
         try:
@@ -243,6 +362,13 @@ class AgentInstance:
         self._host_error: BaseException | None = None
         self.store = wasmtime.Store(engine.wasmtime)
         self.store.set_limits(memory_size=manifest.max_memory_bytes, instances=1, memories=1)
+        self._context = self.store._context()
+        epochs = max(1, int(limits.deadline_ms / 1000 / EPOCH_INTERVAL_S))
+        self._epochs = ctypes.c_uint64(epochs)
+        self._default_fuel = ctypes.c_uint64(limits.fuel_per_call)
+        self._fuel_left = ctypes.c_uint64(0)
+        self._fuel_left_ref = ctypes.byref(self._fuel_left)
+        self._trap = ctypes.c_void_p()
         self.memory = _Memory(self.store)
         host = HostFunctions(host_state, self.memory)
         funcs = _link(compiled, manifest, self.store, host, self._remember_host_error)
@@ -254,7 +380,7 @@ class AgentInstance:
         exports = instance.exports(self.store)
         self.memory.bind(exports[abi.EXPORT_MEMORY])
         self._exports = {
-            name: exports[name]
+            name: _export_caller(self.store, exports[name], self._trap)
             for name in (*abi.REQUIRED_EXPORTS, abi.EXPORT_MALLOC, abi.EXPORT_INITIALIZE)
             if name in exports
         }
@@ -265,9 +391,21 @@ class AgentInstance:
         self._host_error = exc
 
     def _arm(self, fuel: int) -> None:
-        self.store.set_fuel(fuel)
-        epochs = max(1, int(self.limits.deadline_ms / 1000 / EPOCH_INTERVAL_S))
-        self.store.set_epoch_deadline(epochs)
+        budget = self._default_fuel if fuel == self.limits.fuel_per_call else ctypes.c_uint64(fuel)
+        error = _set_fuel(self._context, budget)
+        if error:
+            raise wasmtime.WasmtimeError._from_ptr(
+                ctypes.cast(error, ctypes.POINTER(_wffi.wasmtime_error_t))
+            )
+        _set_epoch_deadline(self._context, self._epochs)
+
+    def _remaining_fuel(self) -> int:
+        error = _get_fuel(self._context, self._fuel_left_ref)
+        if error:
+            raise wasmtime.WasmtimeError._from_ptr(
+                ctypes.cast(error, ctypes.POINTER(_wffi.wasmtime_error_t))
+            )
+        return self._fuel_left.value
 
     def _call(self, name: str, *args: int, fuel: int | None = None) -> tuple[Any, int]:
         """Call an export under the fuel and deadline limits; returns (result, fuel used)."""
@@ -277,14 +415,14 @@ class AgentInstance:
         self._arm(budget)
         self._host_error = None
         try:
-            result = self._exports[name](self.store, *args)
+            result = self._exports[name](*args)
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
             self.failed = self._classify(name, exc)
             raise self.failed from None
         except ReplayMismatch:
             self.failed = errors.AgentTrap(f"{name}: replay departed from the record")
             raise
-        return result, budget - self.store.get_fuel()
+        return result, budget - self._remaining_fuel()
 
     def _classify(self, name: str, exc: BaseException) -> errors.AgentError:
         if isinstance(self._host_error, ReplayMismatch):

@@ -1,0 +1,332 @@
+"""The tick fast path behaves exactly like the generic code it replaces.
+
+Export calls go straight to libwasmtime (igor.host._fast_call); each scenario here runs once
+that way and once through wasmtime-py's generic `Func.__call__`, and the outcomes (results,
+fuel, exception types and messages, the instance's failure) must be identical. Guest memory
+access is compared with the wasmtime.Memory-based implementation it replaced.
+"""
+
+from __future__ import annotations
+
+import pytest
+import wasmtime
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from igor import errors, host, manifest
+from igor.bundle import ReplayBundle
+from igor.eventlog import HostCall
+from igor.hostcalls import HostState, LiveSource, ReplayMismatch
+from igor.replay import Replayer
+from igor.runtime import AgentRuntime
+from tests import agents
+
+MANIFEST = manifest.parse(
+    b'{"capabilities": {"clock": {"version": 1}, "rand": {"version": 1}, "log": {"version": 1}}}'
+)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    eng = host.Engine()
+    yield eng
+    eng.close()
+
+
+def generic_exports(monkeypatch) -> None:
+    """Make new instances call exports through wasmtime-py, as igor did before the fast path."""
+
+    def generic(store, extern, trap):
+        return lambda *args: extern(store, *args)
+
+    monkeypatch.setattr(host, "_export_caller", generic)
+
+
+def module(
+    tick: str = "(i32.const 1)",
+    malloc: str = "(param i32) (result i32) (i32.const 64)",
+    checkpoint: str = "(result i32) (i32.const 8)",
+    resume: str = "(param i32 i32)",
+) -> bytes:
+    # A minimal agent; each scenario swaps in the bodies it needs.
+    wat = f"""
+    (module
+      (import "igor" "clock_now" (func $clock (result i64)))
+      (import "igor" "rand_bytes" (func $rand (param i32 i32) (result i32)))
+      (import "igor" "log_emit" (func $log (param i32 i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "tick")
+      (func (export "agent_init"))
+      (func (export "agent_tick") (result i32) {tick})
+      (func (export "agent_checkpoint") {checkpoint})
+      (func (export "agent_checkpoint_ptr") (result i32) (i32.const 16))
+      (func (export "agent_resume") {resume})
+      (func (export "malloc") {malloc}))
+    """
+    return bytes(wasmtime.wat2wasm(wat))
+
+
+# rand_bytes writes past the 8 state bytes at 16, so that the state is deterministic.
+CALLS = "(drop (call $clock)) (drop (call $rand (i32.const 32) (i32.const 4))) "
+CALLS += "(call $log (i32.const 0) (i32.const 4))"
+TICKS = {
+    "ok": CALLS + " (i32.const 1)",
+    "unreachable": CALLS + " unreachable",
+    "loop": "(loop $l (br $l)) (i32.const 0)",
+    "out-of-bounds": "(i32.load (i32.const 0x7ffffff0))",
+    "divide-by-zero": "(i32.div_s (i32.const 1) (i32.const 0))",
+    "memory-bomb": "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1)))) "
+    "unreachable",
+    "big-checkpoint-pointer": "(i32.const 0)",
+}
+
+
+class Raising:
+    """A call source whose every answer is an exception."""
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+    def observe(self, fn, request, live):
+        raise self.exc
+
+
+def run(
+    engine,
+    wasm: bytes,
+    source,
+    limits=host.Limits(),
+    steps=("init", "tick", "capture"),
+    grants=MANIFEST,
+):
+    """What each step returned or raised, and the instance's failure afterwards."""
+    out: list[tuple] = []
+    try:
+        compiled = engine.compile(wasm)
+        instance = host.AgentInstance(engine, compiled, grants, HostState(source=source), limits)
+    except BaseException as exc:
+        return [("construct", type(exc).__name__, str(exc))]
+    actions = {
+        "init": instance.init,
+        "tick": instance.tick,
+        "capture": instance.capture_state,
+        "resume": lambda: instance.resume(b"state"),
+        "resume-empty": lambda: instance.resume(b""),
+    }
+    for step in steps:
+        try:
+            out.append((step, "ok", actions[step]()))
+        except BaseException as exc:
+            out.append((step, type(exc).__name__, str(exc)))
+    failed = instance.failed
+    out.append(("failed", type(failed).__name__, str(failed)))
+    out.append(("calls", [(c.fn, c.request) for c in getattr(source, "calls", [])]))
+    return out
+
+
+def both(monkeypatch, engine, wasm, make_source=LiveSource, **kw):
+    fast = run(engine, wasm, make_source(), **kw)
+    with monkeypatch.context() as patch:
+        generic_exports(patch)
+        generic = run(engine, wasm, make_source(), **kw)
+    assert fast == generic
+    return fast
+
+
+@pytest.mark.parametrize("name", sorted(TICKS))
+def test_guest_outcomes_and_fuel_match_the_generic_call(engine, monkeypatch, name):
+    limits = host.Limits(deadline_ms=30)
+    outcome = both(monkeypatch, engine, module(TICKS[name]), limits=limits)
+    expected = {
+        "ok": "ok",
+        "unreachable": "AgentTrap",
+        "loop": "TickDeadlineExceeded",
+        "out-of-bounds": "AgentTrap",
+        "divide-by-zero": "AgentTrap",
+        "memory-bomb": "MemoryLimitExceeded",
+        "big-checkpoint-pointer": "ok",
+    }[name]
+    assert outcome[1][1] == expected
+    if name == "ok":
+        assert outcome[1][2][0] is True and outcome[1][2][1] > 0  # (more, fuel)
+
+
+def test_fuel_exhaustion_matches_the_generic_call(engine, monkeypatch):
+    limits = host.Limits(fuel_per_call=10_000)
+    outcome = both(monkeypatch, engine, module(TICKS["loop"]), limits=limits)
+    assert outcome[1][1] == "FuelExhausted" and "10000 fuel" in outcome[1][2]
+    assert outcome[2][1] == "InstanceFailed"
+
+
+def test_memory_limit_matches_the_generic_call(engine, monkeypatch):
+    small = manifest.parse(
+        b'{"capabilities": {"clock": {"version": 1}, "rand": {"version": 1}, '
+        b'"log": {"version": 1}}, "resource_limits": {"max_memory_bytes": 196608}}'
+    )
+    outcome = both(monkeypatch, engine, module(TICKS["memory-bomb"]), grants=small)
+    assert outcome[1][1] == "MemoryLimitExceeded"
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        RuntimeError("source broke"),
+        wasmtime.WasmtimeError("host-side wasmtime error"),
+        ReplayMismatch.__new__(ReplayMismatch),
+        KeyboardInterrupt(),
+    ],
+    ids=["runtime-error", "wasmtime-error", "replay-mismatch", "keyboard-interrupt"],
+)
+def test_host_call_exceptions_surface_as_before(engine, monkeypatch, exc):
+    if isinstance(exc, ReplayMismatch):
+        Exception.__init__(exc, "replay departed")
+    outcome = both(monkeypatch, engine, module(TICKS["ok"]), lambda: Raising(exc))
+    assert outcome[1][0] == "tick" and outcome[1][1] != "ok"
+
+
+@pytest.mark.parametrize(
+    "exports",
+    [
+        {"malloc": "(result i32) (i32.const 64)"},  # takes no length
+        {"malloc": "(param i32 i32) (result i32) (i32.const 64)"},
+        {"malloc": "(param i64) (result i64) (i64.const 64)"},
+        {"malloc": "(param i32) (result i32) (i32.const 65534)"},  # no room for the state
+        {"resume": "(param i32)"},
+        {"resume": "(param i64 i64)"},
+        {"checkpoint": "(result i32) (i32.const 0)"},
+        {"checkpoint": "(result i32) (i32.const -1)"},
+        {"checkpoint": "(result i64) (i64.const 8)"},
+        {"checkpoint": "(result f64) (f64.const 8)"},  # not a fast signature: generic call
+        {"checkpoint": "(result i32) (i32.const 0x10000)"},  # state outside memory
+    ],
+)
+def test_export_signatures_and_return_values_match_the_generic_call(engine, monkeypatch, exports):
+    steps = ("init", "resume", "resume-empty", "tick", "capture")
+    both(monkeypatch, engine, module(**exports), steps=steps)
+
+
+def live_bundle(engine, name: str, ticks: int) -> ReplayBundle:
+    agent = AgentRuntime(
+        engine,
+        agents.wasm(name),
+        manifest.parse(agents.manifest_bytes(name)),
+        agent_id=f"test/{name}",
+        budget=10**12,
+        price=1000,
+        window_size=ticks,
+    )
+    for _ in range(ticks):
+        agent.tick()
+    start, records = agent.window_start()
+    return ReplayBundle(
+        agent_id=agent.agent_id,
+        module_digest=agent.module_digest,
+        manifest=agent.manifest.canonical,
+        checkpoint=start,
+        records=tuple(records),
+        module=agent.wasm,
+        anchor=records[0].prev,
+    )
+
+
+@pytest.mark.parametrize("name", ["counter", "heartbeat"])
+@pytest.mark.parametrize("live", ["fast", "generic"])
+def test_fuel_recorded_on_one_path_is_the_fuel_replayed_on_the_other(
+    engine, monkeypatch, name, live
+):
+    # Replay compares state hash, fuel, cost and hint of every tick with the record.
+    with monkeypatch.context() as patch:
+        if live == "generic":
+            generic_exports(patch)
+        bundle = live_bundle(engine, name, 25)
+    with monkeypatch.context() as patch:
+        if live == "fast":
+            generic_exports(patch)
+        result = Replayer(engine).replay_bundle(bundle)
+    assert result.ok, result.summary()
+    assert result.ticks_replayed == 25
+
+
+class ReferenceMemory:
+    """The wasmtime.Memory-based guest memory access that host._Memory replaced."""
+
+    def __init__(self, store, memory):
+        self._store = store
+        self._memory = memory
+
+    def size(self) -> int:
+        return self._memory.data_len(self._store)
+
+    def read(self, ptr: int, length: int) -> bytes | None:
+        if ptr < 0 or length < 0 or ptr + length > self.size():
+            return None
+        return bytes(self._memory.read(self._store, ptr, ptr + length))
+
+    def write(self, ptr: int, data: bytes) -> bool:
+        if ptr < 0 or ptr + len(data) > self.size():
+            return False
+        self._memory.write(self._store, data, ptr)
+        return True
+
+
+@pytest.fixture(scope="module")
+def memories():
+    store = wasmtime.Store()
+    mem = wasmtime.Memory(store, wasmtime.MemoryType(wasmtime.Limits(1, None)))
+    fast = host._Memory(store)
+    fast.bind(mem)
+    return store, mem, fast, ReferenceMemory(store, mem)
+
+
+def attempt(fn, *args):
+    try:
+        return ("ok", fn(*args))
+    except Exception as exc:
+        return (type(exc).__name__, str(exc))
+
+
+NEAR_EDGES = st.one_of(st.integers(-3, 3), st.integers(65536 - 12, 65536 + 3), st.integers())
+
+
+@settings(max_examples=400, deadline=None)
+@given(ptr=NEAR_EDGES, length=st.one_of(st.integers(-2, 12), st.integers()))
+def test_memory_reads_match_the_wasmtime_memory_api(memories, ptr, length):
+    _, _, fast, reference = memories
+    assert attempt(fast.read, ptr, length) == attempt(reference.read, ptr, length)
+    assert fast.size() == reference.size() == 65536
+
+
+@settings(max_examples=400, deadline=None)
+@given(ptr=NEAR_EDGES, data=st.binary(max_size=12))
+def test_memory_writes_match_the_wasmtime_memory_api(memories, ptr, data):
+    store, mem, fast, reference = memories
+    before = bytes(mem.read(store, 0, 65536))
+    outcome = attempt(fast.write, ptr, data)
+    after_fast = bytes(mem.read(store, 0, 65536))
+    mem.write(store, before, 0)
+    assert outcome == attempt(reference.write, ptr, data)
+    assert bytes(mem.read(store, 0, 65536)) == after_fast
+
+
+def test_unbound_memory_reads_and_writes_nothing():
+    memory = host._Memory(wasmtime.Store())
+    assert memory.size() == 0
+    assert memory.read(0, 0) is None and memory.write(0, b"") is False
+
+
+def test_the_recorded_host_calls_are_the_ones_made(engine):
+    source = LiveSource()
+    instance = host.AgentInstance(
+        engine, engine.compile(module(TICKS["ok"])), MANIFEST, HostState(source=source)
+    )
+    instance.init()
+    instance.tick()
+    assert [(c.fn, c.request) for c in source.calls] == [
+        (1, b""),
+        (2, (4).to_bytes(4, "little")),
+        (3, b"tick"),
+    ]
+    assert all(type(c) is HostCall for c in source.calls)
+    with pytest.raises(errors.InstanceFailed):
+        instance.failed = errors.AgentTrap("x")
+        instance.tick()
