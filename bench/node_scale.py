@@ -29,6 +29,7 @@ from bench.common import Options, Result
 NAME = "node_scale"
 AGENTS = 1000
 MEASURE_S = 30
+SETTLE_S = int(os.environ.get("IGOR_BENCH_SETTLE_S", "30"))
 
 
 def _proc_cpu_seconds(pid: int) -> float:
@@ -139,7 +140,7 @@ def run(opts: Options) -> Result:
                 time.sleep(1)
             ramp = time.monotonic() - started
             common.detail(opts, f"node runs all {n} agents after {ramp:.1f}s")
-            time.sleep(5)  # let start-up commits and the first verifications settle
+            time.sleep(SETTLE_S)  # start-up commits (one per agent) must not count
             before, cpu0, t0 = (
                 _stats(node.address),
                 _proc_cpu_seconds(node.proc.pid),

@@ -124,6 +124,14 @@ class Replayer:
         except (errors.AgentError, manifest_mod.ManifestError) as exc:
             return result(Verdict.ERROR, 0, error=str(exc))
 
+        try:
+            return self._replay_records(instance, source, budget, start, todo, progress, result)
+        finally:
+            # Release the store now: left to the garbage collector, many replay
+            # stores are freed at once, and unmapping them stalls the event loop.
+            instance.store.close()
+
+    def _replay_records(self, instance, source, budget, start, todo, progress, result):
         state_hash = hashlib.sha256(start.state).digest()
         for n, record in enumerate(todo):
             if record.tick != start.tick + n + 1:

@@ -26,6 +26,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from igor import agentspec, api, errors
 from igor.bundle import ReplayBundle
 from igor.checkpoint import Checkpoint, Epoch
+from igor.eventlog import EventLog
 from igor.host import Engine, Limits
 from igor.lease import AgentLease, LeaseState
 from igor.replay import Replayer
@@ -72,6 +73,7 @@ class Held:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     writing: bool = False
     threaded: bool = False
+    spread: bool = True
     final: asyncio.Future | None = None  # resolves to the final checkpoint of a handoff
 
     @property
@@ -220,7 +222,8 @@ class Supervisor:
             held.handoff = False
             held.final = None
             self._set_epoch(held, lease)
-            self._schedule(held, time.monotonic())
+            if held.due is None:  # not scheduled: it was frozen or paused until now
+                self._schedule(held, time.monotonic())
         elif lease.state in (LeaseState.HANDOFF_INITIATED, LeaseState.HANDOFF_PENDING):
             held.handoff = True
             if held.lease.epoch != lease.epoch or held.final is None:
@@ -265,6 +268,8 @@ class Supervisor:
         log.info("%s: dropped without committing: %s", key, why)
         self.metrics.fencing.labels(kind="superseded").inc()
         held.due = None
+        if held.runtime is not None and not held.lock.locked():
+            held.runtime.instance.store.close()  # free its memory now, not at the next GC
         if held.final is not None and not held.final.done():
             held.final.set_exception(RuntimeError(f"agent dropped: {why}"))
         self.metrics.agents.set(len(self.agents))
@@ -430,6 +435,10 @@ class Supervisor:
             return
         held.failures = 0
         held.last_error = None
+        if len(runtime.log) > 64:
+            # The node needs only the log's head (for the next checkpoint) and the
+            # replay window, which keeps its own records: drop the rest.
+            runtime.log = EventLog(agent=runtime.agent_id, anchor=runtime.log.head)
         self.metrics.ticks.inc()
         self.metrics.fuel.inc(record.fuel)
         if (
@@ -441,6 +450,11 @@ class Supervisor:
             held.next_checkpoint = now + held.spec.checkpoint_interval_s
             self._spawn(self.commit(held, "interval"))
         interval = held.spec.fast_interval_ms if record.more else held.spec.interval_ms
+        if held.spread:
+            # Agents started together would tick together forever: shift each one
+            # once by a stable fraction of its interval so the load spreads evenly.
+            held.spread = False
+            interval += (hash(held.key) % 1000) * interval / 1000
         self._schedule(held, now + interval / 1000)
 
     def _tick_failed(self, held: Held, exc: errors.AgentError) -> None:
@@ -471,6 +485,7 @@ class Supervisor:
                 window_size=held.spec.window_size,
             )
             held.runtime.last_checkpoint = runtime.last_checkpoint
+            runtime.instance.store.close()
         except errors.AgentError as again:
             held.paused = "InstanceFailed"
             held.last_error = f"{again.kind}: {again}"
