@@ -42,13 +42,14 @@ is strict about structure but accepts hash inconsistencies, so that `verify` can
 from __future__ import annotations
 
 import bisect
+import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import overload
 
 from igor import cbor
 from igor.abi import RAND_MAX_BYTES, HostcallID
-from igor.cbor import CBORError, bytes_problem, type_name, uint_problem
+from igor.cbor import INT64_MAX, CBORError, bytes_problem, type_name, uint_problem
 from igor.checkpoint import ZERO_HASH, agent_id_problem
 
 __all__ = [
@@ -136,6 +137,18 @@ class HostCall:
     result: bytes
 
     def __post_init__(self) -> None:
+        # The runtime builds one of these per host call: accept the plain valid case without
+        # the generic checks (which accept it too) and leave the rest to them.
+        fn, request, result = self.fn, self.request, self.result
+        if (
+            type(fn) is int
+            and 0 <= fn <= MAX_FN
+            and type(request) is bytes
+            and len(request) <= MAX_CALL_BYTES
+            and type(result) is bytes
+            and len(result) <= MAX_CALL_BYTES
+        ):
+            return
         _require(uint_problem(self.fn, maximum=MAX_FN), "host call", "fn")
         # An IntEnum would compare equal but encode differently in some CBOR libraries.
         object.__setattr__(self, "fn", int(self.fn))
@@ -176,6 +189,29 @@ class TickRecord:
     _identity: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # As in HostCall: the plain valid case the runtime appends every tick, accepted
+        # without the generic checks below (which accept it too).
+        tick, fuel, cost = self.tick, self.fuel, self.cost
+        post_state_hash, prev = self.post_state_hash, self.prev
+        if (
+            type(self.calls) is tuple
+            and type(tick) is int
+            and 1 <= tick <= INT64_MAX
+            and type(fuel) is int
+            and 0 <= fuel <= INT64_MAX
+            and type(cost) is int
+            and 0 <= cost <= INT64_MAX
+            and type(self.more) is bool
+            and type(post_state_hash) is bytes
+            and len(post_state_hash) == 32
+            and type(prev) is bytes
+            and len(prev) == 32
+        ):
+            for call in self.calls:
+                if type(call) is not HostCall:
+                    break
+            else:
+                return
         where = "tick record"
         _require(uint_problem(self.tick), where, "tick")
         if self.tick < 1:
@@ -216,8 +252,99 @@ def _record_wire(record: TickRecord) -> dict[str, object]:
     }
 
 
-def _record_bytes(record: TickRecord) -> bytes:
-    return cbor.encode_canonical(_record_wire(record))
+def _record_bytes(record: TickRecord, stored: bytes | None = None) -> bytes:
+    """The canonical CBOR of a record (with its stored hash under "h" if given)."""
+    encoded = _encode_record(record, stored)
+    if encoded is not None:
+        return encoded
+    wire = _record_wire(record)
+    if stored is not None:
+        wire["h"] = stored
+    return cbor.encode_canonical(wire)
+
+
+_TINY = tuple(bytes((i,)) for i in range(256))
+_HEAD_1 = struct.Struct(">BB").pack
+_HEAD_2 = struct.Struct(">BH").pack
+_HEAD_4 = struct.Struct(">BI").pack
+_HEAD_8 = struct.Struct(">BQ").pack
+_UINT, _BYTES, _ARRAY = 0x00, 0x40, 0x80
+
+
+def _head(major: int, n: int) -> bytes:
+    """A CBOR head in its shortest form (what canonical encoding requires); 0 <= n < 2**64."""
+    if n < 24:
+        return _TINY[major | n]
+    if n < 0x100:
+        return _HEAD_1(major | 24, n)
+    if n < 0x10000:
+        return _HEAD_2(major | 25, n)
+    if n < 0x100000000:
+        return _HEAD_4(major | 26, n)
+    return _HEAD_8(major | 27, n)
+
+
+def _encode_record(record: TickRecord, stored: bytes | None) -> bytes | None:
+    """The bytes cbor2's canonical encoder makes of the record's wire map, built directly.
+
+    cbor2 costs more than the rest of an append. The shape is fixed: a map of one-letter
+    text keys, which canonical (length-first, then bytewise) order sorts alphabetically,
+    holding unsigned integers, a boolean, 32-byte strings and the array of calls. None for
+    anything not of exactly the validated types, which then goes through cbor2.
+    """
+    tick, fuel, cost, prev, post = (
+        record.tick,
+        record.fuel,
+        record.cost,
+        record.prev,
+        record.post_state_hash,
+    )
+    if not (
+        type(tick) is int
+        and type(fuel) is int
+        and type(cost) is int
+        and min(tick, fuel, cost) >= 0
+        and max(tick, fuel, cost) <= INT64_MAX
+        and type(record.more) is bool
+        and type(prev) is bytes
+        and len(prev) == 32
+        and type(post) is bytes
+        and len(post) == 32
+        and (stored is None or (type(stored) is bytes and len(stored) == 32))
+    ):
+        return None
+    parts = [b"\xa7\x61b" if stored is None else b"\xa8\x61b", _head(_UINT, cost), b"\x61c"]
+    parts.append(_head(_ARRAY, len(record.calls)))
+    for call in record.calls:
+        fn, request, result = call.fn, call.request, call.result
+        if not (
+            type(fn) is int
+            and 0 <= fn <= MAX_FN
+            and type(request) is bytes
+            and type(result) is bytes
+        ):
+            return None
+        parts += (
+            b"\x83",
+            _head(_UINT, fn),
+            _head(_BYTES, len(request)),
+            request,
+            _head(_BYTES, len(result)),
+            result,
+        )
+    parts += (b"\x61f", _head(_UINT, fuel))
+    if stored is not None:
+        parts += (b"\x61h\x58\x20", stored)
+    parts += (
+        b"\x61m\xf5" if record.more is True else b"\x61m\xf4",
+        b"\x61p\x58\x20",
+        prev,
+        b"\x61s\x58\x20",
+        post,
+        b"\x61t",
+        _head(_UINT, tick),
+    )
+    return b"".join(parts)
 
 
 class EventLog(Sequence[TickRecord]):
@@ -299,7 +426,7 @@ class EventLog(Sequence[TickRecord]):
         post_state_hash: bytes,
     ) -> TickRecord:
         """Record a tick, chained to the current head; ticks must be consecutive."""
-        last = self.last_tick
+        last = self._records[-1].tick if self._records else None
         if last is not None and tick != last + 1:
             raise _field_error("event log", "tick", f"must be {last + 1} (the last is {last})")
         record = TickRecord(
@@ -309,7 +436,7 @@ class EventLog(Sequence[TickRecord]):
             cost=cost,
             more=more,
             post_state_hash=post_state_hash,
-            prev=self.head,
+            prev=self._stored[-1] if self._stored else self._anchor,
         )
         self._add(record, record.hash)
         return record
@@ -329,7 +456,7 @@ class EventLog(Sequence[TickRecord]):
         header = {"v": VERSION, "agent": self._agent, "anchor": self._anchor}
         parts = [cbor.encode_canonical(header)]
         for record, stored in zip(self._records, self._stored, strict=True):
-            parts.append(cbor.encode_canonical({**_record_wire(record), "h": stored}))
+            parts.append(_record_bytes(record, stored))
         return b"".join(parts)
 
     @classmethod

@@ -3,19 +3,25 @@
 Export calls go straight to libwasmtime (igor.host._fast_call); each scenario here runs once
 that way and once through wasmtime-py's generic `Func.__call__`, and the outcomes (results,
 fuel, exception types and messages, the instance's failure) must be identical. Guest memory
-access is compared with the wasmtime.Memory-based implementation it replaced.
+access is compared with the wasmtime.Memory-based implementation it replaced, event-log
+record encoding with cbor2's canonical encoding, and record validation with the checks that
+ran before the fast paths.
 """
 
 from __future__ import annotations
 
+import cbor2
 import pytest
 import wasmtime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from igor import errors, host, manifest
+from igor import cbor, errors, eventlog, host, manifest
+from igor.abi import HostcallID
 from igor.bundle import ReplayBundle
-from igor.eventlog import HostCall
+from igor.cbor import INT64_MAX, bytes_problem, type_name, uint_problem
+from igor.checkpoint import ZERO_HASH
+from igor.eventlog import MAX_CALL_BYTES, MAX_FN, EventLog, EventLogError, HostCall, TickRecord
 from igor.hostcalls import HostState, LiveSource, ReplayMismatch
 from igor.replay import Replayer
 from igor.runtime import AgentRuntime
@@ -330,3 +336,246 @@ def test_the_recorded_host_calls_are_the_ones_made(engine):
     with pytest.raises(errors.InstanceFailed):
         instance.failed = errors.AgentTrap("x")
         instance.tick()
+
+
+# --- event-log records: hand-written canonical encoding, validation fast paths ----------------
+
+EDGE_UINTS = [0, 1, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, INT64_MAX]
+UINTS = st.one_of(st.sampled_from(EDGE_UINTS), st.integers(0, INT64_MAX))
+EDGE_LENGTHS = [0, 1, 23, 24, 255, 256, 65535, 65536]
+BLOBS = st.one_of(st.binary(max_size=40), st.sampled_from(EDGE_LENGTHS).map(bytes))
+CALL_LISTS = st.lists(
+    st.builds(
+        HostCall,
+        st.one_of(st.sampled_from([0, 23, 24, 255, 256, MAX_FN]), st.integers(0, MAX_FN)),
+        BLOBS,
+        BLOBS,
+    ),
+    max_size=5,
+)
+RECORDS = st.builds(
+    TickRecord,
+    tick=st.one_of(st.sampled_from(EDGE_UINTS[1:]), st.integers(1, INT64_MAX)),
+    calls=CALL_LISTS.map(tuple),
+    fuel=UINTS,
+    cost=UINTS,
+    more=st.booleans(),
+    post_state_hash=st.binary(min_size=32, max_size=32),
+    prev=st.binary(min_size=32, max_size=32),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(record=RECORDS, stored=st.binary(min_size=32, max_size=32))
+def test_record_encoding_is_cbor2_canonical_byte_for_byte(record, stored):
+    wire = eventlog._record_wire(record)
+    assert eventlog._record_bytes(record) == cbor2.dumps(wire, canonical=True)
+    assert eventlog._record_bytes(record, stored) == cbor2.dumps(
+        {**wire, "h": stored}, canonical=True
+    )
+    assert record.hash == cbor.sha256(cbor2.dumps(wire, canonical=True))
+
+
+def test_record_encoding_falls_back_to_cbor2_for_other_types():
+    record = TickRecord(7, (HostCall(1, Blob(b"req"), b"res"),), 5, 2, True, ZERO_HASH, ZERO_HASH)
+    assert eventlog._encode_record(record, None) is None
+    assert eventlog._record_bytes(record) == cbor.encode_canonical(eventlog._record_wire(record))
+
+
+def test_log_file_form_is_unchanged():
+    log = EventLog("default/counter", cbor.sha256(b"anchor"))
+    for tick in range(1, 6):
+        calls = (HostCall(HostcallID.CLOCK_NOW, b"", bytes(8)), HostCall(3, b"x" * tick * 10, b""))
+        log.append(tick, calls, 1000 * tick, tick, tick % 2 == 0, cbor.sha256(bytes([tick])))
+    header = cbor.encode_canonical({"v": 1, "agent": log.agent, "anchor": log.anchor})
+    items = [
+        cbor.encode_canonical({**eventlog._record_wire(r), "h": log.stored_hash(i)})
+        for i, r in enumerate(log)
+    ]
+    assert log.encode() == header + b"".join(items)
+    assert EventLog.decode(log.encode()) == log
+
+
+def reference_host_call(fn, request, result):
+    """HostCall's checks before the fast path: the error text, or the stored values."""
+    for problem, name in (
+        (uint_problem(fn, maximum=MAX_FN), "fn"),
+        (bytes_problem(request, max_length=MAX_CALL_BYTES), "request"),
+        (bytes_problem(result, max_length=MAX_CALL_BYTES), "result"),
+    ):
+        if problem is not None:
+            return f'host call field "{name}": {problem}'
+    return (int(fn), request, result)
+
+
+def construct(make, *args):
+    try:
+        return make(*args)
+    except EventLogError as exc:
+        return str(exc)
+
+
+class Blob(bytes):
+    pass
+
+
+ODD_VALUES = st.sampled_from(
+    [
+        True,
+        False,
+        -1,
+        MAX_FN + 1,
+        2**64,
+        1.0,
+        None,
+        "x",
+        bytearray(b"ab"),
+        Blob(b"ab"),
+        HostcallID.LOG_EMIT,
+        [],
+        (),
+    ]
+)
+FNS = st.one_of(st.integers(-2, MAX_FN + 2), ODD_VALUES)
+VALUES = st.one_of(st.binary(max_size=8), ODD_VALUES)
+
+
+@settings(max_examples=400, deadline=None)
+@given(fn=FNS, request=VALUES, result=VALUES)
+def test_host_call_accepts_and_refuses_what_it_did(fn, request, result):
+    made = construct(HostCall, fn, request, result)
+    expected = reference_host_call(fn, request, result)
+    if isinstance(made, HostCall):
+        assert (made.fn, made.request, made.result) == expected
+        assert type(made.fn) is int
+    else:
+        assert made == expected
+
+
+def reference_tick_record(tick, calls, fuel, cost, more, post_state_hash, prev):
+    where = "tick record"
+    problem = uint_problem(tick)
+    if problem is not None:
+        return f'{where} field "tick": {problem}'
+    if tick < 1:
+        return f'{where} field "tick": must be >= 1 (ticks are numbered from 1), got 0'
+    if isinstance(calls, list):
+        calls = tuple(calls)
+    if not isinstance(calls, tuple):
+        return f'{where} field "calls": must be a tuple, got {type_name(calls)}'
+    for position, call in enumerate(calls):
+        if not isinstance(call, HostCall):
+            problem = f"must be a HostCall, got {type(call).__name__}"
+            return f'{where} field "calls[{position}]": {problem}'
+    for value, name in ((fuel, "fuel"), (cost, "cost")):
+        problem = uint_problem(value)
+        if problem is not None:
+            return f'{where} field "{name}": {problem}'
+    if not isinstance(more, bool):
+        return f'{where} field "more": must be a boolean, got {type_name(more)}'
+    for value, name in ((post_state_hash, "post_state_hash"), (prev, "prev")):
+        problem = bytes_problem(value, length=32)
+        if problem is not None:
+            return f'{where} field "{name}": {problem}'
+    return (tick, calls, fuel, cost, more, post_state_hash, prev)
+
+
+ODD_INTS = st.sampled_from([True, False, -1, 0, INT64_MAX + 1, 1.0, None, HostcallID.CLOCK_NOW])
+INTS = st.one_of(st.sampled_from(EDGE_UINTS), ODD_INTS)
+HASHES = st.one_of(
+    st.binary(min_size=32, max_size=32),
+    st.binary(min_size=31, max_size=33),
+    st.sampled_from([Blob(bytes(32)), bytearray(32), None]),
+)
+CALLS = st.one_of(
+    CALL_LISTS,
+    CALL_LISTS.map(tuple),
+    st.sampled_from([(HostCall(1, b"", b""), "call"), None, "calls", ((1, b"", b""),)]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    tick=INTS,
+    calls=CALLS,
+    fuel=INTS,
+    cost=INTS,
+    more=st.one_of(st.booleans(), ODD_INTS),
+    post_state_hash=HASHES,
+    prev=HASHES,
+)
+def test_tick_record_accepts_and_refuses_what_it_did(
+    tick, calls, fuel, cost, more, post_state_hash, prev
+):
+    args = (tick, calls, fuel, cost, more, post_state_hash, prev)
+    made = construct(TickRecord, *args)
+    expected = reference_tick_record(*args)
+    if isinstance(made, TickRecord):
+        assert (
+            made.tick,
+            made.calls,
+            made.fuel,
+            made.cost,
+            made.more,
+            made.post_state_hash,
+            made.prev,
+        ) == expected
+        assert type(made.calls) is tuple
+    else:
+        assert made == expected
+
+
+VALID_RECORD = {
+    "tick": 1,
+    "calls": (HostCall(1, b"", bytes(8)),),
+    "fuel": 0,
+    "cost": 0,
+    "more": False,
+    "post_state_hash": bytes(32),
+    "prev": bytes(32),
+}
+ODD_FIELD_VALUES = [
+    True,
+    False,
+    -1,
+    0,
+    1,
+    INT64_MAX,
+    INT64_MAX + 1,
+    1.0,
+    None,
+    HostcallID.CLOCK_NOW,
+    bytes(31),
+    bytes(32),
+    bytes(33),
+    Blob(bytes(32)),
+    bytearray(32),
+    [],
+    (),
+    "x",
+    [HostCall(1, b"", b"")],
+    (HostCall(1, b"", b""), 1),
+]
+
+
+@pytest.mark.parametrize("name", sorted(VALID_RECORD))
+@pytest.mark.parametrize("value", ODD_FIELD_VALUES, ids=repr)
+def test_tick_record_fields_one_at_a_time(name, value):
+    args = tuple({**VALID_RECORD, name: value}.values())
+    made = construct(TickRecord, *args)
+    expected = reference_tick_record(*args)
+    if isinstance(made, TickRecord):
+        fields = (made.tick, made.calls, made.fuel, made.cost, made.more)
+        assert (*fields, made.post_state_hash, made.prev) == expected
+    else:
+        assert made == expected
+
+
+@pytest.mark.parametrize("size", [MAX_CALL_BYTES, MAX_CALL_BYTES + 1])
+@pytest.mark.parametrize("field", ["request", "result"])
+def test_host_call_size_limit(size, field):
+    big = bytes(size)
+    args = (1, big, b"") if field == "request" else (1, b"", big)
+    made = construct(HostCall, *args)
+    expected = reference_host_call(*args)
+    assert (made if isinstance(made, str) else (made.fn, made.request, made.result)) == expected
