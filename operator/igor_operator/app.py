@@ -210,6 +210,7 @@ async def run(config: Config) -> int:
 
     background: list[asyncio.Task] = []
     kopf_stop = asyncio.Event()
+    operator: asyncio.Task | None = None
     with tempfile.TemporaryDirectory(prefix="igor-operator-") as tmp:
         try:
             await _prime(ctx)
@@ -234,31 +235,41 @@ async def run(config: Config) -> int:
                 ),
                 name="igor-kopf",
             )
-            background.append(asyncio.create_task(_announce(ready), name="igor-ready"))
+            background.append(asyncio.create_task(_announce(ready, stop), name="igor-ready"))
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({operator, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if operator.done() and operator.exception() is not None:
+            stopping.cancel()
+            if operator.done() and not operator.cancelled() and operator.exception():
                 log.error("kopf stopped: %s", operator.exception())
-            kopf_stop.set()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(operator, 10)
         finally:
+            # Stop deciding before the watches stop: a view that no longer updates would make
+            # every node Lease look expired.
             for task in background:
                 task.cancel()
             for task in background:
                 with contextlib.suppress(BaseException):
                     await task
             await ctx.queue.stop()
+            kopf_stop.set()
+            if operator is not None:
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(operator, 10)
             await ctx.sandbox.close()
             await ctx.nodes.close()
             if not lost.is_set():
                 await elector.release()
             await api_client.close()
+            log.info("igor operator stopped")
     return EXIT_LOST_LEADERSHIP if lost.is_set() else EXIT_OK
 
 
-async def _announce(ready: asyncio.Event) -> None:
+async def _announce(ready: asyncio.Event, stop: asyncio.Event) -> None:
     await ready.wait()
+    # kopf installs its own SIGTERM/SIGINT handlers when it starts; take them back so that
+    # shutdown stops the reconcilers first and kopf's watches last.
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     log.info("igor operator ready")
 
 

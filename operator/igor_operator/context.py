@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from igor import api
-
 from . import cache as cache_mod
 from . import lifecycle, migration, scheduler
 from .cache import Cache
@@ -139,7 +137,9 @@ class Context:
         mr = self.cache.get(cache_mod.MIGRATION, namespace, name)
         if mr is None:
             return None
+        # Only a migration's start writes its name here, so an unfinished one holds the slot
+        # even while its own status still says Pending (the operator stopped in between).
         phase = migration.phase_of(mr.get("status"))
-        if phase is None or phase is api.MigrationPhase.PENDING or phase.terminal:
+        if phase is not None and phase.terminal:
             return None
         return name

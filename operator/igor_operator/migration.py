@@ -93,6 +93,8 @@ class Action:
     target: str | None = None
     delay: float | None = None
     warning: bool = False
+    # FINISH: the target was seen ticking, so the downtime can be measured now.
+    measured: bool = False
 
 
 def action(kind: Kind, **kw: Any) -> Action:
@@ -112,6 +114,8 @@ class Observed:
     other_migration: str | None = None
     # Replay gate attempts that ended in Error so far.
     gate_errors: int = 0
+    # After the cut-over: the tick the target's own API reports at the new epoch, if asked.
+    target_tick: int | None = None
 
 
 # --------------------------------------------------------------------------- status helpers
@@ -477,13 +481,14 @@ def _decide_transfer(obs: Observed, limits: Limits, agent, status, spec) -> Acti
 
 def _decide_after_cut(obs: Observed, limits: Limits, agent_status, status) -> Action:
     final_tick = int((status.get("replay") or {}).get("toTick") or 0)
-    tick = int(agent_status.get("tick") or 0)
+    tick = max(int(agent_status.get("tick") or 0), obs.target_tick or 0)
     cut_at = entered_at(status, Phase.CUTTING_OVER)
     if tick > final_tick:
         return action(
             Kind.FINISH,
             reason="Succeeded",
             message=f"{status.get('target')} resumed at tick {final_tick + 1}",
+            measured=True,
         )
     if cut_at is not None and obs.now - cut_at > timedelta(seconds=limits.cutover_wait):
         return action(

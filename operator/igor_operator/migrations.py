@@ -75,6 +75,9 @@ async def _step(ctx: Context, namespace: str, name: str) -> float | None:
             agent = None
     now = datetime.now(UTC)
     active, per_node = ctx.active_migrations(exclude=(namespace, name))
+    target_tick = None
+    if phase is Phase.CUTTING_OVER and agent is not None:
+        target_tick = await _target_tick(ctx, mr, agent)
     obs = Observed(
         mr=mr,
         agent=agent,
@@ -84,6 +87,7 @@ async def _step(ctx: Context, namespace: str, name: str) -> float | None:
         active_per_node=per_node,
         other_migration=ctx.migration_running(agent, except_name=name) if agent else None,
         gate_errors=mem.gate_errors,
+        target_tick=target_tick,
     )
     act = migration.decide(obs, ctx.config.migration)
     if act.kind not in (Kind.NONE, Kind.WAIT):
@@ -100,6 +104,27 @@ async def _step(ctx: Context, namespace: str, name: str) -> float | None:
         return 0.0
     except StepError as exc:
         return await _step_failed(ctx, mr, agent, mem, exc)
+
+
+async def _target_tick(ctx: Context, mr, agent) -> int | None:
+    """The tick the target itself reports for the agent at the cut-over epoch: it shows the
+    first tick on the target as it happens, before the target's next status report."""
+    status = mr.get("status") or {}
+    source_epoch = migration.epoch_of(status.get("sourceEpoch"))
+    if _position(mr, agent) is not migration.Position.CUT or source_epoch is None:
+        return None
+    node = ctx.node_infos(datetime.now(UTC)).get(status.get("target", ""))
+    if node is None or not node.address:
+        return None
+    try:
+        info = await ctx.nodes.agent(node.address, _ns(mr), _agent_name(mr))
+    except StepError:
+        return None
+    epoch = info.get("epoch") or {}
+    if int(epoch.get("major", -1)) != migration.cut_epoch(source_epoch).major:
+        return None
+    tick = info.get("tick")
+    return int(tick) if isinstance(tick, int) else None
 
 
 async def _refresh(ctx: Context, namespace: str, name: str) -> None:
@@ -584,10 +609,8 @@ def _finish_metrics(mr, result: Phase, reason: str) -> None:
 
 async def step_finish(ctx: Context, mr, agent, act: Action, mem) -> float | None:
     status = mr.get("status") or {}
-    final_tick = int((status.get("replay") or {}).get("toTick") or 0)
-    tick = int(((agent or {}).get("status") or {}).get("tick") or 0)
     fragment: dict[str, Any] = {}
-    if tick > final_tick and mem.frozen_at is not None:
+    if act.measured and mem.frozen_at is not None and agent is not None:
         interval = int(((agent.get("spec") or {}).get("tick") or {}).get("intervalMillis") or 1000)
         ms = (time.time() - mem.frozen_at) * 1000
         fragment["downtime"] = migration.downtime(ms, interval)

@@ -100,6 +100,18 @@ class NodeClient:
             ) from None
         return answer
 
+    async def agent(self, address: str, namespace: str, name: str) -> dict[str, Any]:
+        """What the node says about one agent it holds (tick, epoch, window)."""
+        _, body = await self._request(
+            "GET", self._agent_url(address, namespace, name), what="agent"
+        )
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise StepError(
+                "NodeProtocol", f"agent: {address} answered {body[:200]!r}", ErrorClass.FATAL
+            ) from None
+
     async def bundle(self, address: str, namespace: str, name: str) -> bytes:
         _, body = await self._request(
             "GET", self._agent_url(address, namespace, name, "bundle"), what="bundle"

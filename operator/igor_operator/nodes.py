@@ -19,7 +19,7 @@ from typing import Any
 from igor import api
 
 from . import cache as cache_mod
-from . import lifecycle, metrics
+from . import lifecycle, metrics, scheduler
 from .context import Context, agent_key, node_key
 from .events import Event
 from .kubeapi import Conflict, NotFound, owner_reference
@@ -144,32 +144,48 @@ async def _evacuate(ctx: Context, node: dict[str, Any], agents) -> float | None:
 async def liveness_loop(ctx: Context) -> None:
     """Watch node Leases expire (an expiry sends no event) and queue what depends on them."""
     while True:
-        now = datetime.now(UTC)
-        live = ctx.live_nodes(now)
-        lost = ctx.live - live
-        joined = live - ctx.live
-        for name in sorted(lost):
-            metrics.NODES_LOST.inc()
-            node = ctx.cache.get(cache_mod.NODE, "", name) or {
-                "apiVersion": api.API_VERSION,
-                "kind": api.Kind.IGOR_NODE.value,
-                "metadata": {"name": name},
-            }
-            count = len(held_agents(ctx.cache.agents(), name))
-            await ctx.events.record(
-                node,
-                Event.warning(
-                    "NodeLost",
-                    f"node Lease expired; recovering its {count} agent(s) on other nodes",
-                ),
-            )
-            ctx.enqueue(node_key(name))
-        if joined:
-            for name in sorted(joined):
-                ctx.enqueue(node_key(name))
-            requeue_unplaced(ctx)
-        ctx.live = live
+        try:
+            await _check_liveness(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("checking node Leases failed")
         await asyncio.sleep(ctx.config.liveness_period)
+
+
+async def _check_liveness(ctx: Context) -> None:
+    now = datetime.now(UTC)
+    live = ctx.live_nodes(now)
+    for name in sorted(ctx.live - live):
+        # The cache may lag (a slow watch): ask the API server before calling a node lost.
+        lease = await ctx.kube.get_lease(ctx.config.namespace, scheduler.node_lease_name(name))
+        if lease is not None:
+            ctx.cache.put(cache_mod.LEASE, lease)
+            if scheduler.lease_valid(lease, datetime.now(UTC)):
+                live.add(name)
+    lost = ctx.live - live
+    joined = live - ctx.live
+    for name in sorted(lost):
+        metrics.NODES_LOST.inc()
+        node = ctx.cache.get(cache_mod.NODE, "", name) or {
+            "apiVersion": api.API_VERSION,
+            "kind": api.Kind.IGOR_NODE.value,
+            "metadata": {"name": name},
+        }
+        count = len(held_agents(ctx.cache.agents(), name))
+        await ctx.events.record(
+            node,
+            Event.warning(
+                "NodeLost",
+                f"node Lease expired; recovering its {count} agent(s) on other nodes",
+            ),
+        )
+        ctx.enqueue(node_key(name))
+    if joined:
+        for name in sorted(joined):
+            ctx.enqueue(node_key(name))
+        requeue_unplaced(ctx)
+    ctx.live = live
 
 
 def requeue_unplaced(ctx: Context) -> None:
