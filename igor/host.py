@@ -362,16 +362,17 @@ class AgentInstance:
         self._host_error: BaseException | None = None
         self.store = wasmtime.Store(engine.wasmtime)
         self.store.set_limits(memory_size=manifest.max_memory_bytes, instances=1, memories=1)
-        self._context = self.store._context()
-        epochs = max(1, int(limits.deadline_ms / 1000 / EPOCH_INTERVAL_S))
-        self._epochs = ctypes.c_uint64(epochs)
-        self._default_fuel = ctypes.c_uint64(limits.fuel_per_call)
-        self._fuel_left = ctypes.c_uint64(0)
-        self._fuel_left_ref = ctypes.byref(self._fuel_left)
-        self._trap = ctypes.c_void_p()
         self.memory = _Memory(self.store)
         host = HostFunctions(host_state, self.memory)
         funcs = _link(compiled, manifest, self.store, host, self._remember_host_error)
+        self._context = self.store._context()
+        epochs = max(1, int(limits.deadline_ms / 1000 / EPOCH_INTERVAL_S))
+        self._epochs = ctypes.c_uint64(epochs)
+        fuel = limits.fuel_per_call
+        self._default_fuel = ctypes.c_uint64(fuel) if type(fuel) is int else None
+        self._fuel_left = ctypes.c_uint64(0)
+        self._fuel_left_ref = ctypes.byref(self._fuel_left)
+        self._trap = ctypes.c_void_p()
         self._arm(limits.fuel_per_call)
         try:
             instance = wasmtime.Instance(self.store, compiled.module, funcs)
@@ -391,12 +392,16 @@ class AgentInstance:
         self._host_error = exc
 
     def _arm(self, fuel: int) -> None:
-        budget = self._default_fuel if fuel == self.limits.fuel_per_call else ctypes.c_uint64(fuel)
-        error = _set_fuel(self._context, budget)
-        if error:
-            raise wasmtime.WasmtimeError._from_ptr(
-                ctypes.cast(error, ctypes.POINTER(_wffi.wasmtime_error_t))
-            )
+        default = self._default_fuel
+        if default is not None and type(fuel) is int and fuel == self.limits.fuel_per_call:
+            error = _set_fuel(self._context, default)
+            if error:
+                raise wasmtime.WasmtimeError._from_ptr(
+                    ctypes.cast(error, ctypes.POINTER(_wffi.wasmtime_error_t))
+                )
+        else:
+            # Not the prepared budget: wasmtime-py converts it (and refuses it) as it always did.
+            self.store.set_fuel(fuel)
         _set_epoch_deadline(self._context, self._epochs)
 
     def _remaining_fuel(self) -> int:

@@ -10,13 +10,15 @@ ran before the fast paths.
 
 from __future__ import annotations
 
+import ctypes
+
 import cbor2
 import pytest
 import wasmtime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from igor import cbor, errors, eventlog, host, manifest
+from igor import abi, cbor, errors, eventlog, host, manifest
 from igor.abi import HostcallID
 from igor.bundle import ReplayBundle
 from igor.cbor import INT64_MAX, bytes_problem, type_name, uint_problem
@@ -579,3 +581,22 @@ def test_host_call_size_limit(size, field):
     made = construct(HostCall, *args)
     expected = reference_host_call(*args)
     assert (made if isinstance(made, str) else (made.fn, made.request, made.result)) == expected
+
+
+def test_fuel_limits_are_converted_as_wasmtime_py_converts_them(engine):
+    compiled = engine.compile(module(TICKS["ok"]))
+
+    def instance(fuel):
+        limits = host.Limits(fuel_per_call=fuel)
+        return host.AgentInstance(engine, compiled, MANIFEST, HostState(LiveSource()), limits)
+
+    with pytest.raises(ctypes.ArgumentError):
+        instance(1.5)
+    # Passed as a u64 (10**6) as wasmtime-py passed it; fuel used is reckoned from the limit.
+    wrapped = instance(2**64 + 10**6)
+    wrapped.init()
+    default = instance(host.DEFAULT_FUEL_PER_CALL)
+    default.init()
+    assert wrapped.tick()[1] == default.tick()[1] + 2**64
+    other_budget = default._call(abi.EXPORT_TICK, fuel=10**6)
+    assert other_budget[1] == default.tick()[1]
