@@ -314,14 +314,20 @@ def _raise_failure(error: int | None, trap: ctypes.c_void_p) -> None:
     That is the host function's own exception if one caused the failure (wasmtime-py's
     trampoline keeps it in a module global), else the error or the trap.
     """
+    trapped = None
+    if trap.value:
+        # Owned from here (freed with the Trap object); the slot is reused by the next call.
+        trapped = wasmtime.Trap._from_ptr(
+            ctypes.cast(trap.value, ctypes.POINTER(_wffi.wasm_trap_t))
+        )
+        trap.value = None
     if error:
         exc: BaseException = wasmtime.WasmtimeError._from_ptr(
             ctypes.cast(error, ctypes.POINTER(_wffi.wasmtime_error_t))
         )
     else:
-        pointer = trap.value
-        trap.value = None  # the slot is reused by the next call
-        exc = wasmtime.Trap._from_ptr(ctypes.cast(pointer, ctypes.POINTER(_wffi.wasm_trap_t)))
+        assert trapped is not None
+        exc = trapped
     _wfunc.maybe_raise_last_exn()
     raise exc
 
