@@ -173,7 +173,7 @@ class _Memory:
     """Bounds-checked access to the guest's linear memory (never traps the host)."""
 
     def __init__(self, store: wasmtime.Store):
-        self._context = store._context()
+        self._store = store
         self._memory: wasmtime.Memory | None = None
         self._ref: Any = None
 
@@ -181,23 +181,30 @@ class _Memory:
         self._memory = memory  # keeps the struct that _ref points into alive
         self._ref = ctypes.byref(memory._memory)
 
+    # Every access asks the store for its context: once the store is closed that raises
+    # ValueError (as wasmtime.Memory did) instead of touching freed memory.
+
     def size(self) -> int:
-        return _memory_data_size(self._context, self._ref) if self._ref is not None else 0
+        if self._ref is None:
+            return 0
+        return _memory_data_size(self._store._context(), self._ref)
 
     def read(self, ptr: int, length: int) -> bytes | None:
         if self._ref is None or ptr < 0 or length < 0:
             return None
-        if ptr + length > _memory_data_size(self._context, self._ref):
+        context = self._store._context()
+        if ptr + length > _memory_data_size(context, self._ref):
             return None
         if not length:
             return b""
         # The base address is fetched per access: memory.grow may move it.
-        return ctypes.string_at(_memory_data(self._context, self._ref) + ptr, length)
+        return ctypes.string_at(_memory_data(context, self._ref) + ptr, length)
 
     def write(self, ptr: int, data: bytes) -> bool:
         if self._ref is None or ptr < 0:
             return False
-        size = _memory_data_size(self._context, self._ref)
+        context = self._store._context()
+        size = _memory_data_size(context, self._ref)
         if ptr + len(data) > size:
             return False
         if not data:
@@ -208,7 +215,7 @@ class _Memory:
             return True
         if type(data) is not bytes:
             data = bytes(data)
-        ctypes.memmove(_memory_data(self._context, self._ref) + ptr, data, len(data))
+        ctypes.memmove(_memory_data(context, self._ref) + ptr, data, len(data))
         return True
 
 
@@ -371,7 +378,6 @@ class AgentInstance:
         self.memory = _Memory(self.store)
         host = HostFunctions(host_state, self.memory)
         funcs = _link(compiled, manifest, self.store, host, self._remember_host_error)
-        self._context = self.store._context()
         epochs = max(1, int(limits.deadline_ms / 1000 / EPOCH_INTERVAL_S))
         self._epochs = ctypes.c_uint64(epochs)
         fuel = limits.fuel_per_call
@@ -397,10 +403,16 @@ class AgentInstance:
     def _remember_host_error(self, exc: BaseException) -> None:
         self._host_error = exc
 
+    # _arm and _remaining_fuel ask the store for its context each time, as wasmtime-py's
+    # set_fuel and get_fuel did: a closed store (the node closes dropped agents' stores)
+    # then raises ValueError instead of being used after it is freed. The export callers
+    # hold the context, but run only between the two.
+
     def _arm(self, fuel: int) -> None:
+        context = self.store._context()
         default = self._default_fuel
         if default is not None and type(fuel) is int and fuel == self.limits.fuel_per_call:
-            error = _set_fuel(self._context, default)
+            error = _set_fuel(context, default)
             if error:
                 raise wasmtime.WasmtimeError._from_ptr(
                     ctypes.cast(error, ctypes.POINTER(_wffi.wasmtime_error_t))
@@ -408,10 +420,10 @@ class AgentInstance:
         else:
             # Not the prepared budget: wasmtime-py converts it (and refuses it) as it always did.
             self.store.set_fuel(fuel)
-        _set_epoch_deadline(self._context, self._epochs)
+        _set_epoch_deadline(context, self._epochs)
 
     def _remaining_fuel(self) -> int:
-        error = _get_fuel(self._context, self._fuel_left_ref)
+        error = _get_fuel(self.store._context(), self._fuel_left_ref)
         if error:
             raise wasmtime.WasmtimeError._from_ptr(
                 ctypes.cast(error, ctypes.POINTER(_wffi.wasmtime_error_t))

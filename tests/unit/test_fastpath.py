@@ -600,3 +600,24 @@ def test_fuel_limits_are_converted_as_wasmtime_py_converts_them(engine):
     assert wrapped.tick()[1] == default.tick()[1] + 2**64
     other_budget = default._call(abi.EXPORT_TICK, fuel=10**6)
     assert other_budget[1] == default.tick()[1]
+
+
+def test_a_closed_store_is_refused_not_used(engine):
+    # The node closes a dropped agent's store at once; a late call must fail cleanly.
+    instance = host.AgentInstance(
+        engine, engine.compile(module(TICKS["ok"])), MANIFEST, HostState(LiveSource())
+    )
+    instance.init()
+    instance.store.close()
+    memory = instance.memory
+    for action in (
+        instance.tick,
+        instance.capture_state,
+        lambda: instance.resume(b"state"),
+        lambda: memory.read(0, 4),
+        lambda: memory.write(0, b"x"),
+        memory.size,
+    ):
+        with pytest.raises(ValueError, match="already closed"):
+            action()
+    assert instance.failed is None
