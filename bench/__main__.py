@@ -19,7 +19,15 @@ from pathlib import Path
 
 from bench import common
 
-BENCHMARKS = ("tick_overhead", "replay_speed", "checkpoint_codec", "controlplane", "node_scale")
+BENCHMARKS = (
+    "tick_overhead",
+    "replay_speed",
+    "checkpoint_codec",
+    "controlplane",
+    "node_scale",
+    "migration",
+    "fleet",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
