@@ -22,7 +22,7 @@ from .cache import Cache
 from .context import AGENT_KEY, MIGRATION_KEY, NODE_KEY, Context, agent_key, migration_key, node_key
 from .events import EventRecorder
 from .gate import Sandbox
-from .handlers import build_registry
+from .handlers import QuietRefusals, build_registry
 from .kubeapi import Kube, new_api_client
 from .leader import LeaderElector
 from .nodeclient import NodeClient
@@ -156,6 +156,7 @@ def _observe(key: Hashable, seconds: float, ok: bool) -> None:
 
 
 async def run(config: Config) -> int:
+    logging.getLogger("kopf.objects").addFilter(QuietRefusals())
     if config.kubeconfig is not None:
         # kopf's login reads $KUBECONFIG; our own client is given the path directly.
         os.environ["KUBECONFIG"] = str(config.kubeconfig)

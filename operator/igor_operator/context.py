@@ -43,6 +43,7 @@ class MigrationMemory:
     frozen_at: float | None = None  # time.time() when the freeze answered
     gate_errors: int = 0
     failures: int = 0
+    retry_at: float = 0.0  # time.monotonic() before which the next step must not run
 
 
 @dataclass

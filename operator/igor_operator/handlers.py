@@ -26,6 +26,15 @@ def _raw(event: dict[str, Any]) -> dict[str, Any]:
     return dict(event.get("object") or {})
 
 
+class QuietRefusals(logging.Filter):
+    """kopf logs every refused admission review as an error of the webhook; a refusal is the
+    webhook working, and handlers.py logs it at INFO itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Webhook ") and "failed permanently" in message)
+
+
 def build_registry(ctx: Context) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     config = ctx.config
@@ -112,26 +121,31 @@ def build_registry(ctx: Context) -> kopf.OperatorRegistry:
             api.GROUP,
             api.VERSION,
             api.AGENT_PLURAL,
+            id="igoragents.validate",
             operations=["CREATE", "UPDATE"],
             side_effects=False,
             ignore_failures=True,
             registry=registry,
         )
-        def validate_agent(spec: Any, **_: Any) -> None:
+        def validate_agent(spec: Any, name: str | None, namespace: str | None, **_: Any) -> None:
             problems = admission.agent_problems(dict(spec or {}))
             if problems:
+                log.info("refused IgorAgent %s/%s: %s", namespace, name, "; ".join(problems))
                 raise kopf.AdmissionError("; ".join(problems), code=422)
 
         @kopf.on.validate(
             api.GROUP,
             api.VERSION,
             api.MIGRATION_PLURAL,
+            id="migrationrequests.validate",
             operations=["CREATE"],
             side_effects=False,
             ignore_failures=True,
             registry=registry,
         )
-        async def validate_migration(spec: Any, namespace: str | None, **_: Any) -> None:
+        async def validate_migration(
+            spec: Any, name: str | None, namespace: str | None, **_: Any
+        ) -> None:
             spec = dict(spec or {})
             namespace = namespace or ""
             agent = ctx.cache.get(cache_mod.AGENT, namespace, spec.get("agent", ""))
@@ -143,6 +157,7 @@ def build_registry(ctx: Context) -> kopf.OperatorRegistry:
             nodes = {cache_mod.key_of(n)[1]: n for n in ctx.cache.nodes()}
             problems = admission.migration_problems(spec, namespace, agent, nodes)
             if problems:
+                log.info("refused MigrationRequest %s/%s: %s", namespace, name, "; ".join(problems))
                 raise kopf.AdmissionError("; ".join(problems), code=422)
 
     return registry

@@ -111,7 +111,9 @@ def required_capabilities(spec: Mapping[str, Any]) -> dict[str, int]:
 
 
 def _message(exc: igor_manifest.ManifestError) -> str:
-    # ManifestError's str() is "source: field: message"; keep only the message.
+    # ManifestError's str() is "source: field: message"; keep only the message. Checked
+    # against this igor's own capability table, "the node" is igor itself.
     text = str(exc)
     prefix = f"{exc.source}: {exc.field}: " if exc.field else f"{exc.source}: "
-    return text[len(prefix) :] if text.startswith(prefix) else text
+    text = text[len(prefix) :] if text.startswith(prefix) else text
+    return text.replace("node offers", "igor implements").replace("node provides", "igor allows")

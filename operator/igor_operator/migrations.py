@@ -64,6 +64,11 @@ async def _step(ctx: Context, namespace: str, name: str) -> float | None:
     spec = mr.get("spec") or {}
     uid = meta.get("uid", f"{namespace}/{name}")
     mem = ctx.memory.setdefault(uid, MigrationMemory())
+    # A step that failed retriably waits out its backoff, whatever events arrive meanwhile
+    # (its own status writes among them); a deletion is acted on at once.
+    wait = mem.retry_at - time.monotonic()
+    if wait > 0 and not meta.get("deletionTimestamp"):
+        return wait
     phase = migration.phase_of(mr.get("status"))
     agent = ctx.cache.get(cache_mod.AGENT, namespace, spec.get("agent", ""))
     if phase is not None and not phase.terminal:
@@ -94,7 +99,7 @@ async def _step(ctx: Context, namespace: str, name: str) -> float | None:
         log.debug("migration %s/%s: %s %s", namespace, name, act.kind, act.target or "")
     step = STEPS[act.kind]
     try:
-        return await step(ctx, mr, agent, act, mem)
+        delay = await step(ctx, mr, agent, act, mem)
     except Conflict:
         metrics.CONFLICTS.labels("migration").inc()
         await _refresh(ctx, namespace, name)
@@ -103,7 +108,12 @@ async def _step(ctx: Context, namespace: str, name: str) -> float | None:
         log.info("migration %s/%s: %s; deciding again", namespace, name, exc)
         return 0.0
     except StepError as exc:
-        return await _step_failed(ctx, mr, agent, mem, exc)
+        delay = await _step_failed(ctx, mr, agent, mem, exc)
+        mem.retry_at = time.monotonic() + (delay or 0)
+        return delay
+    if act.kind not in (Kind.WAIT, Kind.NONE):
+        mem.failures = 0
+    return delay
 
 
 async def _target_tick(ctx: Context, mr, agent) -> int | None:
@@ -456,7 +466,9 @@ async def step_verify(ctx: Context, mr, agent, act: Action, mem) -> float | None
         mem.gate_errors += 1
         metrics.REPLAY_VERDICTS.labels("Error").inc()
         await _event(ctx, mr, Event.warning("ReplayError", str(exc)))
-        return backoff(mem.gate_errors - 1)
+        delay = backoff(mem.gate_errors - 1)
+        mem.retry_at = time.monotonic() + delay
+        return delay
     finally:
         metrics.REPLAY_SECONDS.observe(time.monotonic() - started)
     digest = ((agent.get("spec") or {}).get("module") or {}).get("digest", "")
@@ -482,7 +494,9 @@ async def step_verify(ctx: Context, mr, agent, act: Action, mem) -> float | None
     if not verdict.fatal:
         mem.gate_errors += 1
         await _event(ctx, mr, Event.warning(verdict.reason, verdict.message))
-        return backoff(mem.gate_errors - 1)
+        delay = backoff(mem.gate_errors - 1)
+        mem.retry_at = time.monotonic() + delay
+        return delay
     replay["bundle"] = await _save_bundle(ctx, mr, bundle)
     conds = api.set_condition(
         status.get("conditions"),
@@ -723,7 +737,7 @@ async def _step_failed(ctx: Context, mr, agent, mem: MigrationMemory, exc: StepE
         return await step_fail(ctx, mr, agent, act, mem)
     mem.failures += 1
     delay = backoff(mem.failures - 1)
-    message = f"{exc} ({exc.error_class.value.lower()}; retry {mem.failures} in {delay:.1f}s)"
+    message = f"{exc} ({exc.error_class.value.lower()} error; retrying with backoff)"
     if message != status.get("message"):
         with contextlib.suppress(Conflict):
             await write_mr(ctx, mr, {"message": message})

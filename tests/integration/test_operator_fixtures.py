@@ -49,11 +49,13 @@ def free_port() -> int:
 class OperatorProcess:
     """`python -m igor_operator` as a child process; SIGKILL-able like any real process."""
 
-    def __init__(self, kubeconfig: str, workdir: Path, namespace: str, *extra: str):
+    def __init__(
+        self, kubeconfig: str, workdir: Path, namespace: str, *extra: str, lease: str | None = None
+    ):
         self.workdir = workdir
         self.metrics_port = free_port()
-        self.lease = f"igor-operator-{uuid.uuid4().hex[:6]}"
-        self.log_path = workdir / f"operator-{self.lease}.log"
+        self.lease = lease or f"igor-operator-{uuid.uuid4().hex[:6]}"
+        self.log_path = workdir / f"operator-{self.lease}-{self.metrics_port}.log"
         self.argv = [
             sys.executable,
             "-m",
@@ -168,8 +170,9 @@ def label() -> str:
 def operator(kubeconfig, tmp_path, ns):
     started: list[OperatorProcess] = []
 
-    def start(*extra: str, wait_ready: bool = True) -> OperatorProcess:
-        proc = OperatorProcess(kubeconfig, tmp_path, ns, *extra).start(wait_ready=wait_ready)
+    def start(*extra: str, wait_ready: bool = True, lease: str | None = None) -> OperatorProcess:
+        proc = OperatorProcess(kubeconfig, tmp_path, ns, *extra, lease=lease)
+        proc.start(wait_ready=wait_ready)
         started.append(proc)
         return proc
 

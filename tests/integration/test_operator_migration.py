@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import struct
 import subprocess
@@ -297,3 +298,25 @@ def test_deleting_a_waiting_request_aborts_it_and_leaves_the_agent(k8s, ns, labe
         custom.patch_cluster_custom_object(
             fx.GROUP, fx.VERSION, fx.NODES, target, {"spec": {"unschedulable": False}}
         )
+
+
+def test_requests_queued_at_once_run_one_at_a_time(k8s, ns, label, node_procs, operator):
+    nodes = [node_procs(f"{label}-{x}") for x in "ab"]
+    operator()
+    digest = upload_module(k8s, ns, "counter")
+    create_agent(k8s, ns, agent_body("popular", label, digest=digest))
+    wait_running(k8s, ns, "popular", after_tick=3)
+    names = [f"rush-{i}" for i in range(8)]
+    for name in names:  # no target: each goes to the node the agent is not on
+        create_migration(k8s, ns, name, "popular")
+    finals = [wait_final(k8s, ns, name, timeout=90) for name in names]
+    assert [f["phase"] for f in finals] == ["Succeeded"] * len(names)
+    # One at a time: each started from where the previous one left the agent.
+    moves = sorted((f["sourceEpoch"]["major"], f["source"], f["target"]) for f in finals)
+    assert [m[0] for m in moves] == list(range(1, len(names) + 1))
+    for (_, _, target), (_, source, _) in itertools.pairwise(moves):
+        assert target == source
+    st = wait_running(k8s, ns, "popular", after_tick=0)
+    assert st["lease"]["epoch"] == {"major": 1 + len(names), "minor": 0}
+    assert held_by(nodes, ns, "popular") == [st["node"]]
+    assert_continuous(k8s, ns, "popular")

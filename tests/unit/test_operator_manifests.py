@@ -33,7 +33,7 @@ def test_converts_to_igor_spelling_and_parses():
         (
             {"capabilities": {"clock": {"version": 2}}},
             "spec.manifest.capabilities.clock.version",
-            "offers 1",
+            "igor implements 1",
         ),
         (
             {"capabilities": {"x402": {"version": 1}}},
