@@ -197,6 +197,21 @@ class Judgement:
         return self.verdict in (MigrationVerdict.VERIFIED, MigrationVerdict.SKIPPED)
 
 
+def skipped(final: Checkpoint, message: str) -> Judgement:
+    """Nothing ran since the checkpoint the source restored from: it is the final one."""
+    return Judgement(
+        MigrationVerdict.SKIPPED,
+        "NothingToReplay",
+        message,
+        replay={
+            "verdict": "Skipped",
+            "ticksReplayed": 0,
+            "fromTick": final.tick,
+            "toTick": final.tick,
+        },
+    )
+
+
 def state_hash(cp: Checkpoint) -> str:
     return "sha256:" + hashlib.sha256(cp.state).hexdigest()
 
@@ -259,17 +274,7 @@ def judge(
     final_hash = "sha256:" + final.hash.hex()
     if int(info.get("records") or 0) == 0:
         if info.get("startCheckpointHash") == final_hash:
-            return Judgement(
-                MigrationVerdict.SKIPPED,
-                "NothingToReplay",
-                f"no tick since the checkpoint at tick {final.tick}: nothing to replay",
-                replay={
-                    **replay,
-                    "verdict": "Skipped",
-                    "fromTick": final.tick,
-                    "toTick": final.tick,
-                },
-            )
+            return skipped(final, f"no tick since the checkpoint at tick {final.tick}")
         return error(
             "BadBundle",
             f"the bundle holds no ticks and does not start at the final checkpoint (tick "

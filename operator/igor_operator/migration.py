@@ -114,8 +114,10 @@ class Observed:
     other_migration: str | None = None
     # Replay gate attempts that ended in Error so far.
     gate_errors: int = 0
-    # After the cut-over: the tick the target's own API reports at the new epoch, if asked.
+    # After the cut-over: the tick the target's own API reports at the new epoch, if asked,
+    # and why it does not tick (paused, suspended) when it holds the agent but will not.
     target_tick: int | None = None
+    target_idle: str | None = None
 
 
 # --------------------------------------------------------------------------- status helpers
@@ -489,6 +491,13 @@ def _decide_after_cut(obs: Observed, limits: Limits, agent_status, status) -> Ac
             reason="Succeeded",
             message=f"{status.get('target')} resumed at tick {final_tick + 1}",
             measured=True,
+        )
+    if obs.target_idle:
+        return action(
+            Kind.FINISH,
+            reason="Succeeded",
+            message=f"{status.get('target')} holds the agent at tick {final_tick} and does not "
+            f"tick it ({obs.target_idle})",
         )
     if cut_at is not None and obs.now - cut_at > timedelta(seconds=limits.cutover_wait):
         return action(

@@ -80,9 +80,9 @@ async def _step(ctx: Context, namespace: str, name: str) -> float | None:
             agent = None
     now = datetime.now(UTC)
     active, per_node = ctx.active_migrations(exclude=(namespace, name))
-    target_tick = None
+    target_tick, target_idle = None, None
     if phase is Phase.CUTTING_OVER and agent is not None:
-        target_tick = await _target_tick(ctx, mr, agent)
+        target_tick, target_idle = await _target_view(ctx, mr, agent)
     obs = Observed(
         mr=mr,
         agent=agent,
@@ -93,6 +93,7 @@ async def _step(ctx: Context, namespace: str, name: str) -> float | None:
         other_migration=ctx.migration_running(agent, except_name=name) if agent else None,
         gate_errors=mem.gate_errors,
         target_tick=target_tick,
+        target_idle=target_idle,
     )
     act = migration.decide(obs, ctx.config.migration)
     if act.kind not in (Kind.NONE, Kind.WAIT):
@@ -116,25 +117,29 @@ async def _step(ctx: Context, namespace: str, name: str) -> float | None:
     return delay
 
 
-async def _target_tick(ctx: Context, mr, agent) -> int | None:
-    """The tick the target itself reports for the agent at the cut-over epoch: it shows the
-    first tick on the target as it happens, before the target's next status report."""
+async def _target_view(ctx: Context, mr, agent) -> tuple[int | None, str | None]:
+    """What the target itself reports for the agent at the cut-over epoch: its tick (the first
+    tick there shows as it happens, before the target's next status report), and why it does
+    not tick if it holds the agent but will not run it (budget exhausted, suspended)."""
     status = mr.get("status") or {}
     source_epoch = migration.epoch_of(status.get("sourceEpoch"))
     if _position(mr, agent) is not migration.Position.CUT or source_epoch is None:
-        return None
+        return None, None
     node = ctx.node_infos(datetime.now(UTC)).get(status.get("target", ""))
     if node is None or not node.address:
-        return None
+        return None, None
     try:
         info = await ctx.nodes.agent(node.address, _ns(mr), _agent_name(mr))
     except StepError:
-        return None
+        return None, None
     epoch = info.get("epoch") or {}
     if int(epoch.get("major", -1)) != migration.cut_epoch(source_epoch).major:
-        return None
+        return None, None
     tick = info.get("tick")
-    return int(tick) if isinstance(tick, int) else None
+    idle = None
+    if info.get("ticking") is False and not info.get("handoff"):
+        idle = info.get("paused") or info.get("lastError") or "not ticking"
+    return (int(tick) if isinstance(tick, int) else None), idle
 
 
 async def _refresh(ctx: Context, namespace: str, name: str) -> None:
@@ -455,7 +460,20 @@ async def step_verify(ctx: Context, mr, agent, act: Action, mem) -> float | None
     node = ctx.node_infos(datetime.now(UTC)).get(source)
     if node is None or not node.address:
         raise StepError("SourceUnknown", f"source {source} has no address", ErrorClass.RETRIABLE)
-    bundle = await ctx.nodes.bundle(node.address, _ns(mr), _agent_name(mr))
+    try:
+        bundle = await ctx.nodes.bundle(node.address, _ns(mr), _agent_name(mr))
+    except StepError as exc:
+        if exc.status != 409:
+            raise
+        # 409: no tick ran since the source restored the agent, so the final checkpoint is the
+        # one it restored from: there is nothing to replay.
+        final = await _final_checkpoint(ctx, mr, node.address, answer)
+        return await _verified(
+            ctx,
+            mr,
+            status,
+            gate.skipped(final, f"nothing to replay: {exc}"),
+        )
     final = await _final_checkpoint(ctx, mr, node.address, answer)
     started = time.monotonic()
     try:
@@ -478,19 +496,7 @@ async def step_verify(ctx: Context, mr, agent, act: Action, mem) -> float | None
     metrics.REPLAY_VERDICTS.labels(verdict.verdict.value).inc()
     replay = {**(status.get("replay") or {}), **verdict.replay}
     if verdict.passed:
-        conds = api.set_condition(
-            status.get("conditions"),
-            api.condition(MCond.REPLAY_VERIFIED, True, verdict.reason, verdict.message),
-        )
-        mr = await write_mr(
-            ctx,
-            mr,
-            migration.enter(
-                status, Phase.TRANSFERRING, replay=replay, conditions=conds, message=verdict.message
-            ),
-        )
-        await _event(ctx, mr, Event.normal(verdict.reason, verdict.message))
-        return 0.0
+        return await _verified(ctx, mr, status, verdict)
     if not verdict.fatal:
         mem.gate_errors += 1
         await _event(ctx, mr, Event.warning(verdict.reason, verdict.message))
@@ -504,6 +510,23 @@ async def step_verify(ctx: Context, mr, agent, act: Action, mem) -> float | None
     )
     fail = Action(Kind.FAIL, reason=verdict.reason, message=verdict.message, revert=True)
     return await step_fail(ctx, mr, agent, fail, mem, extra={"replay": replay, "conditions": conds})
+
+
+async def _verified(ctx: Context, mr, status, verdict: gate.Judgement) -> float:
+    replay = {**(status.get("replay") or {}), **verdict.replay}
+    conds = api.set_condition(
+        status.get("conditions"),
+        api.condition(MCond.REPLAY_VERIFIED, True, verdict.reason, verdict.message),
+    )
+    mr = await write_mr(
+        ctx,
+        mr,
+        migration.enter(
+            status, Phase.TRANSFERRING, replay=replay, conditions=conds, message=verdict.message
+        ),
+    )
+    await _event(ctx, mr, Event.normal(verdict.reason, verdict.message))
+    return 0.0
 
 
 async def _save_bundle(ctx: Context, mr, bundle: bytes) -> str:

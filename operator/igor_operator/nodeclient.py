@@ -64,6 +64,7 @@ class NodeClient:
                         "NodeRefused" if resp.status < 500 else "NodeError",
                         f"{what}: {url} answered {resp.status}: {text}",
                         classify_http(resp.status),
+                        resp.status,
                     )
                 return resp.status, body
         except aiohttp.ClientConnectorError as exc:

@@ -20,10 +20,11 @@ class ErrorClass(enum.StrEnum):
 class StepError(Exception):
     """A migration step failed; ``kind`` is a CamelCase reason for status and events."""
 
-    def __init__(self, kind: str, message: str, error_class: ErrorClass):
+    def __init__(self, kind: str, message: str, error_class: ErrorClass, status: int | None = None):
         super().__init__(message)
         self.kind = kind
         self.error_class = error_class
+        self.status = status  # the node's HTTP status, when it answered
 
     @property
     def retriable(self) -> bool:

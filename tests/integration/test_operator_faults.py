@@ -147,3 +147,45 @@ def test_only_the_leader_reconciles_and_a_standby_takes_over(k8s, ns, label, fak
         assert "igor_operator_leader 1.0" in standby.metrics()
     finally:
         standby.terminate()
+
+
+def test_deleting_a_request_mid_handoff_gives_the_agent_back_to_its_source(
+    k8s, ns, label, node_procs, operator
+):
+    nodes = [node_procs(f"{label}-{x}", lease_duration=10) for x in "ab"]
+    operator("--node-timeout", "1")
+    digest = upload_module(k8s, ns, "counter")
+    create_agent(k8s, ns, agent_body("homebody", label, digest=digest))
+    before = wait_running(k8s, ns, "homebody", after_tick=3)
+    source = next(n for n in nodes if n.name == before["node"])
+    target = next(n for n in nodes if n is not source)
+    source.stop()  # the freeze cannot complete: the request sits in Checkpointing
+    try:
+        create_migration(k8s, ns, "second-thoughts", "homebody", targetNode=target.name)
+        eventually(
+            lambda: (
+                (status(k8s, ns, "homebody").get("lease") or {}).get("state") == "HandoffInitiated"
+            ),
+            what="the handoff started",
+        )
+        fx.delete_migration(k8s, ns, "second-thoughts")
+        st = eventually(
+            lambda: (
+                (s := status(k8s, ns, "homebody"))
+                and (s.get("lease") or {}).get("state") == "Active"
+                and s
+            ),
+            what="the handoff reverted",
+        )
+        assert st["lease"] == {
+            "holder": source.name,
+            "epoch": {"major": 1, "minor": 2},
+            "state": "Active",
+        }
+        assert st["migration"] == {"name": "second-thoughts", "phase": "Aborted"}
+    finally:
+        source.cont()
+    wait_running(k8s, ns, "homebody", node=source.name, after_tick=before["tick"] + 3)
+    assert held_by(nodes, ns, "homebody") == [source.name]
+    assert_continuous(k8s, ns, "homebody")
+    eventually(lambda: fx.migration_gone(k8s, ns, "second-thoughts"), what="request deleted")

@@ -458,3 +458,15 @@ def kubectl(kubeconfig: str, *args: str) -> str:
     )
     assert out.returncode == 0, out.stderr
     return out.stdout
+
+
+def delete_migration(k8s, ns: str, name: str) -> None:
+    client.CustomObjectsApi(k8s).delete_namespaced_custom_object(GROUP, VERSION, ns, MRS, name)
+
+
+def migration_gone(k8s, ns: str, name: str) -> bool:
+    try:
+        get_migration(k8s, ns, name)
+    except ApiException as exc:
+        return exc.status == 404
+    return False

@@ -320,3 +320,37 @@ def test_requests_queued_at_once_run_one_at_a_time(k8s, ns, label, node_procs, o
     assert st["lease"]["epoch"] == {"major": 1 + len(names), "minor": 0}
     assert held_by(nodes, ns, "popular") == [st["node"]]
     assert_continuous(k8s, ns, "popular")
+
+
+def test_an_exhausted_agent_moves_without_ticks_and_resumes_when_its_budget_rises(
+    k8s, ns, label, node_procs, operator
+):
+    nodes = [node_procs(f"{label}-{x}") for x in "ab"]
+    operator()
+    digest = upload_module(k8s, ns, "counter")
+    create_agent(k8s, ns, agent_body("broke", label, digest=digest, budget={"limit": 5}))
+    exhausted = eventually(
+        lambda: (
+            (s := status(k8s, ns, "broke"))
+            and condition(s, "BudgetExhausted").get("status") == "True"
+            and s
+        ),
+        what="budget exhausted",
+    )
+    first, second = exhausted["node"], next(n.name for n in nodes if n.name != exhausted["node"])
+    there = migrate(k8s, ns, "broke", second, "broke-1")
+    assert there["phase"] == "Succeeded", there.get("message")
+    assert "does not tick it" in there["message"]
+    # The target restored the final checkpoint and has run nothing since: nothing to replay.
+    back = migrate(k8s, ns, "broke", first, "broke-2")
+    assert back["phase"] == "Succeeded", back.get("message")
+    assert back["replay"]["verdict"] == "Skipped" and back["replay"]["ticksReplayed"] == 0
+    tick = status(k8s, ns, "broke")["tick"]
+    client.CustomObjectsApi(k8s).patch_namespaced_custom_object(
+        fx.GROUP, fx.VERSION, ns, fx.AGENTS, "broke", {"spec": {"budget": {"limit": 1_000_000}}}
+    )
+    st = wait_running(k8s, ns, "broke", node=first, after_tick=tick + 2)
+    assert st["lease"]["epoch"] == {"major": 3, "minor": 0}
+    assert held_by(nodes, ns, "broke") == [first]
+    cp = stored(k8s, ns, "broke")
+    assert counter_of(cp) == cp.tick
