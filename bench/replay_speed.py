@@ -31,7 +31,6 @@ REPS = 3
 def one_run(engine, replayer, name: str, n: int) -> dict[str, float]:
     from igor import bundle as bundle_mod
     from igor import manifest as manifest_mod
-    from igor.bundle import ReplayBundle
     from igor.runtime import AgentRuntime
 
     wasm, manifest_json = common.agent(name)
@@ -49,16 +48,7 @@ def one_run(engine, replayer, name: str, n: int) -> dict[str, float]:
         runtime.tick()
     live_s = time.perf_counter() - t0
 
-    start, records = runtime.window_start()
-    bundle = ReplayBundle(
-        agent_id=runtime.agent_id,
-        module_digest=runtime.module_digest,
-        manifest=runtime.manifest.canonical,
-        checkpoint=start,
-        records=tuple(records),
-        module=runtime.wasm,
-        anchor=records[0].prev,
-    )
+    bundle = runtime.replay_bundle()
     t0 = time.perf_counter()
     result = replayer.replay_bundle(bundle)
     replay_s = time.perf_counter() - t0

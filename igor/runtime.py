@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from igor import errors, metering
+from igor.bundle import ReplayBundle
 from igor.checkpoint import Checkpoint, DeterminismProfile, Epoch
 from igor.eventlog import EventLog, TickRecord
 from igor.host import AgentInstance, Engine, Limits
@@ -201,3 +202,17 @@ class AgentRuntime:
             profile=self.profile,
         )
         return start, [s.record for s in snaps]
+
+    def replay_bundle(self, from_tick: int | None = None, note: str = "") -> ReplayBundle:
+        """The replay window (from `from_tick`) as a bundle that replays anywhere."""
+        start, records = self.window_start(from_tick)
+        return ReplayBundle(
+            agent_id=self.agent_id,
+            module_digest=self.compiled.digest,
+            manifest=self.manifest.canonical,
+            checkpoint=start,
+            records=tuple(records),
+            module=self.wasm,
+            note=note,
+            anchor=records[0].prev,
+        )

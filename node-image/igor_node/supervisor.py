@@ -723,18 +723,7 @@ class Supervisor:
     def bundle(self, held: Held, from_tick: int | None = None) -> ReplayBundle:
         rt = held.runtime
         assert rt is not None
-        start, records = rt.window_start(from_tick)
-        return ReplayBundle(
-            agent_id=rt.agent_id,
-            module_digest=rt.module_digest,
-            manifest=held.spec.manifest.canonical,
-            checkpoint=start,
-            records=tuple(records),
-            module=held.wasm,
-            note=f"node {self.cfg.name}, epoch {held.lease.epoch}, ticks {records[0].tick}.."
-            f"{records[-1].tick}",
-            anchor=records[0].prev,
-        )
+        return rt.replay_bundle(from_tick, note=f"node {self.cfg.name}, epoch {held.lease.epoch}")
 
     # ----- shutdown ------------------------------------------------------------------------
 

@@ -225,16 +225,7 @@ def live_bundle(engine, name: str, ticks: int) -> ReplayBundle:
     )
     for _ in range(ticks):
         agent.tick()
-    start, records = agent.window_start()
-    return ReplayBundle(
-        agent_id=agent.agent_id,
-        module_digest=agent.module_digest,
-        manifest=agent.manifest.canonical,
-        checkpoint=start,
-        records=tuple(records),
-        module=agent.wasm,
-        anchor=records[0].prev,
-    )
+    return agent.replay_bundle()
 
 
 @pytest.mark.parametrize("name", ["counter", "heartbeat"])

@@ -41,16 +41,7 @@ def run(engine, name: str, ticks: int, window: int | None = None) -> AgentRuntim
 
 
 def bundle_of(agent: AgentRuntime, from_tick: int | None = None) -> ReplayBundle:
-    start, records = agent.window_start(from_tick)
-    return ReplayBundle(
-        agent_id=agent.agent_id,
-        module_digest=agent.module_digest,
-        manifest=agent.manifest.canonical,
-        checkpoint=start,
-        records=tuple(records),
-        module=agent.wasm,
-        anchor=records[0].prev,
-    )
+    return agent.replay_bundle(from_tick)
 
 
 @pytest.mark.parametrize("name", ["counter", "heartbeat"])
