@@ -27,6 +27,8 @@ from .kubeapi import Conflict, NotFound, owner_reference
 log = logging.getLogger(__name__)
 
 DRAIN_LABEL = "igor.dev/drain-node"
+# Failed evacuation attempts per agent before a cordoned node stops retrying it.
+MAX_DRAIN_FAILURES = 3
 
 
 def held_agents(agents: Iterable[Mapping[str, Any]], node: str) -> list[Mapping[str, Any]]:
@@ -53,10 +55,23 @@ def evacuation_plan(
 ) -> list[tuple[str, str, str]]:
     """(namespace, MigrationRequest name, agent name) to create for a cordoned node's agents.
 
-    Skipped: agents not Active on the node (already moving, recovering) and agents with a
-    migration in progress or one already created for their current epoch.
+    Skipped: agents not Active on the node (already moving, recovering), agents with a
+    migration in progress or one already created for their current epoch, and agents whose
+    evacuation failed for good (a replay divergence, or MAX_DRAIN_FAILURES failures): retrying
+    those would freeze them again and again for nothing.
     """
+    migrations = list(migrations)
     existing = {cache_mod.key_of(m) for m in migrations}
+    failures: dict[tuple[str, str], int] = {}
+    for m in migrations:
+        status = m.get("status") or {}
+        if (
+            status.get("phase") == api.MigrationPhase.FAILED
+            and ((m.get("metadata") or {}).get("labels") or {}).get(DRAIN_LABEL) == node[:63]
+        ):
+            key = ((m.get("metadata") or {}).get("namespace"), (m.get("spec") or {}).get("agent"))
+            diverged = (status.get("replay") or {}).get("verdict") == "Diverged"
+            failures[key] = failures.get(key, 0) + (MAX_DRAIN_FAILURES if diverged else 1)
     busy = {
         ((m.get("metadata") or {}).get("namespace"), (m.get("spec") or {}).get("agent"))
         for m in migrations
@@ -71,6 +86,8 @@ def evacuation_plan(
         if lifecycle.migration_in_progress(agent.get("status") or {}):
             continue
         if (meta.get("namespace"), meta.get("name")) in busy:
+            continue
+        if failures.get((meta.get("namespace"), meta.get("name")), 0) >= MAX_DRAIN_FAILURES:
             continue
         policy = ((agent.get("spec") or {}).get("manifest") or {}).get("migrationPolicy") or {}
         if policy.get("enabled") is False:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from igor_operator import admission, leader, retry
+from igor_operator import admission, leader, nodes, retry
 from igor_operator.workqueue import WorkQueue
 
 NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -133,3 +133,50 @@ def test_migration_admission():
         "spec": {**AGENT["spec"], "manifest": {"migrationPolicy": {"enabled": False}}},
     }
     assert "forbids migration" in check({"agent": "ag"}, "ns", disabled, NODES)[0]
+
+
+def _agent(name, major=1, minor=0, state="Active", holder="n1"):
+    return {
+        "metadata": {"name": name, "namespace": "ns"},
+        "spec": {},
+        "status": {
+            "lease": {"holder": holder, "epoch": {"major": major, "minor": minor}, "state": state}
+        },
+    }
+
+
+def _drain(agent, phase, verdict=None, node="n1", epoch="1-0"):
+    status = {"phase": phase}
+    if verdict:
+        status["replay"] = {"verdict": verdict}
+    return {
+        "metadata": {
+            "name": f"{agent}-drain-{epoch}",
+            "namespace": "ns",
+            "labels": {nodes.DRAIN_LABEL: node},
+        },
+        "spec": {"agent": agent, "reason": "Drain"},
+        "status": status,
+    }
+
+
+def test_evacuation_plan_skips_busy_moving_and_hopeless_agents():
+    agents = [
+        _agent("plain"),
+        _agent("moving", minor=1, state="HandoffInitiated"),
+        _agent("elsewhere", holder="n2"),
+        _agent("queued"),
+        _agent("liar", minor=2),
+        _agent("unlucky", minor=6),
+        _agent("retry", minor=2),
+    ]
+    migrations = [
+        _drain("queued", "Pending"),
+        _drain("liar", "Failed", verdict="Diverged"),
+        *[_drain("unlucky", "Failed", epoch=f"1-{i}") for i in (0, 2, 4)],
+        _drain("retry", "Failed", verdict="Error"),
+    ]
+    plan = nodes.evacuation_plan("n1", agents, migrations)
+    assert plan == [("ns", "plain-drain-1-0", "plain"), ("ns", "retry-drain-1-2", "retry")]
+    assert nodes.drain_name("a" * 250, 3, 1).endswith("-drain-3-1")
+    assert len(nodes.drain_name("a" * 250, 3, 1)) <= 253
