@@ -332,3 +332,28 @@ def test_budget_exhaustion_stops_the_agent_until_the_limit_is_raised(k8s, ns, no
         GROUP, VERSION, ns, PLURAL, "poor", {"spec": {"budget": {"limit": 1_000_000}}}
     )
     eventually(lambda: status_tick(k8s, ns, "poor") > stopped_at, what="ticking again")
+
+
+def test_tokenreview_auth_accepts_an_allowed_service_account_only(k8s, ns, nodes):
+    core = client.CoreV1Api(k8s)
+    for sa in ("igor-operator", "someone-else"):
+        core.create_namespaced_service_account(ns, client.V1ServiceAccount(metadata={"name": sa}))
+
+    def token(sa: str) -> str:
+        req = client.AuthenticationV1TokenRequest(spec={"audiences": [], "expirationSeconds": 600})
+        return core.create_namespaced_service_account_token(sa, ns, req).status.token
+
+    node = nodes(
+        "tr-a",
+        extra=[
+            "--auth",
+            "tokenreview",
+            "--allowed-user",
+            f"system:serviceaccount:{ns}:igor-operator",
+        ],
+    )
+    assert _http(node, "GET", "/v1/agents", token=token("igor-operator"))[0] == 200
+    assert _http(node, "GET", "/v1/agents", token=token("someone-else"))[0] == 401
+    assert _http(node, "GET", "/v1/agents", token="not-a-jwt")[0] == 401
+    # The shared token from the Secret keeps working beside the reviewed ones.
+    assert _http(node, "GET", "/v1/agents")[0] == 200
