@@ -65,6 +65,36 @@ class Cluster:
             "igor.dev", "v1alpha1", self.namespace, "igoragents", self.agent_body(name, **spec)
         )
 
+    def bind(self, name: str, node: str) -> None:
+        """Bind as the operator does (status with resourceVersion), for runs without it."""
+        obj = self.custom.get_namespaced_custom_object(
+            "igor.dev", "v1alpha1", self.namespace, "igoragents", name
+        )
+        lease = {"holder": node, "epoch": {"major": 1, "minor": 0}, "state": "Active"}
+        self.custom.patch_namespaced_custom_object_status(
+            "igor.dev",
+            "v1alpha1",
+            self.namespace,
+            "igoragents",
+            name,
+            {
+                "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                "status": {"node": node, "epoch": "1.0", "lease": lease},
+            },
+        )
+
+    def stats(self, node: str) -> dict[str, Any]:
+        return self._node_get(node, "/v1/stats")
+
+    def _node_get(self, node: str, path: str) -> dict[str, Any]:
+        from igor.localstack import NODE_TOKEN
+
+        req = urllib.request.Request(
+            self.nodes[node] + path, headers={"Authorization": f"Bearer {NODE_TOKEN}"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
     def agent_status(self, name: str) -> dict[str, Any]:
         obj = self.custom.get_namespaced_custom_object(
             "igor.dev", "v1alpha1", self.namespace, "igoragents", name
@@ -80,7 +110,9 @@ def rss_bytes(pid: int) -> int:
 
 
 @contextlib.contextmanager
-def cluster(nodes: int, module: str = "counter", *, capacity: int = 1000) -> Iterator[Cluster]:
+def cluster(
+    nodes: int, module: str = "counter", *, capacity: int = 1000, operator: bool = True
+) -> Iterator[Cluster]:
     from kubernetes import client
 
     from igor import kube
@@ -96,7 +128,7 @@ def cluster(nodes: int, module: str = "counter", *, capacity: int = 1000) -> Ite
     with tempfile.TemporaryDirectory(prefix="igor-bench-cluster-") as tmp:
         work = Path(tmp)
         plane = LocalControlPlane(work / "cp", crd_files=kube.crd_files()).start()
-        stack = LocalStack(plane.kubeconfig, work / "stack", lease_duration=10)
+        stack = LocalStack(plane.kubeconfig, work / "stack", lease_duration=30)
         try:
             api = kube.api_client(plane.kubeconfig)
             core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
@@ -108,9 +140,10 @@ def cluster(nodes: int, module: str = "counter", *, capacity: int = 1000) -> Ite
                     binary_data={"module.wasm": base64.b64encode(wasm).decode()},
                 ),
             )
-            stack.start_operator()
+            if operator:
+                stack.start_operator()
             addresses = {
-                f"n{i}": stack.start_node(f"n{i}", capabilities="clock,rand,log")
+                f"n{i}": stack.start_node(f"n{i}", capabilities="clock,rand,log", capacity=capacity)
                 for i in range(nodes)
             }
             digest = "sha256:" + hashlib.sha256(wasm).hexdigest()

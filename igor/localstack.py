@@ -60,6 +60,7 @@ class LocalStack:
         *,
         capabilities: str = "clock,rand,log,http",
         price: int = 1000,
+        capacity: int = 1000,
         timeout: float = 60,
     ) -> str:
         argv = [
@@ -78,6 +79,8 @@ class LocalStack:
             capabilities,
             "--price",
             str(price),
+            "--capacity",
+            str(capacity),
             "--lease-duration",
             str(self.lease_duration),
         ]
