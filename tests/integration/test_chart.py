@@ -301,6 +301,16 @@ def test_schema_refuses_bad_values_naming_the_field(tools, setting, field, why):
     assert why in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("version", "ok"), [("1.29.9", False), ("1.30.0", True), ("v1.31.2-eks-2d98532", True)]
+)
+def test_chart_requires_kubernetes_1_30(tools, version, ok):
+    proc = tools.helm("template", "t", str(CHART), "--kube-version", version, check=False)
+    assert (proc.returncode == 0) == ok, proc.stderr
+    if not ok:
+        assert "chart requires kubeVersion: >=1.30.0-0" in proc.stderr
+
+
 # --------------------------------------------------------------------------- server-side dry-run
 
 BYO = [
@@ -336,6 +346,8 @@ def test_template_is_accepted_by_the_api_server(tools, k8s, service_monitor_crd,
         assert role_namespaces == {ns, *CUSTOM_AGENT_NAMESPACES}
     if values == "bring-your-own":
         assert not rendered & {"Secret", "ServiceAccount", "ClusterRole", "Role"}
+        # One operator replica: no operator PodDisruptionBudget (it would block every drain).
+        assert [n for kind, n, _ in objects if kind == "PodDisruptionBudget"] == ["igor-node"]
         pod = find_doc(manifest, "StatefulSet")["spec"]["template"]["spec"]
         assert pod["serviceAccountName"] == "nodes"
         assert pod["volumes"][1]["secret"]["secretName"] == "vault-node-token"
