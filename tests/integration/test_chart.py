@@ -460,6 +460,20 @@ def test_every_command_of_operations_md_is_run_by_these_tests():
     assert blocks - run_here == set(NOT_RUN), "blocks of docs/operations.md no test runs"
 
 
+def test_the_values_example_of_operations_md_renders(tools, tmp_path):
+    (example,) = re.findall(r"```yaml\n(.*?)```", OPERATIONS.read_text(), re.S)
+    (tmp_path / "my-values.yaml").write_text(example)
+    manifest = tools.template("igor", "igor-system", "-f", str(tmp_path / "my-values.yaml"))
+    images = {
+        find_doc(manifest, kind)["spec"]["template"]["spec"]["containers"][0]["image"]
+        for kind in ("Deployment", "StatefulSet")
+    }
+    assert images == {
+        "registry.example.com/igor/igor-operator:0.1.0",
+        "registry.example.com/igor/igor-node:0.1.0",
+    }
+
+
 # ------------------------------------------------------------------ install, upgrade, uninstall
 
 
