@@ -32,6 +32,8 @@ class NodeConfig:
     auth: str = "token"  # "token" (shared bearer token) or "tokenreview"
     allowed_users: tuple[str, ...] = ()  # with tokenreview: who may call the API
     labels: dict[str, str] = field(default_factory=dict)
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     @property
     def renew_interval_s(self) -> float:
@@ -97,6 +99,8 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
     p.add_argument("--auth", choices=("token", "tokenreview"), default=_env("AUTH", "token"))
     p.add_argument("--allowed-user", action="append", default=[], dest="allowed_users")
     p.add_argument("--labels", type=_labels, default=_labels(_env("LABELS", "") or ""))
+    p.add_argument("--tls-cert", default=_env("TLS_CERT"), help="serve HTTPS with this cert")
+    p.add_argument("--tls-key", default=_env("TLS_KEY"), help="key for --tls-cert")
     args = p.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
     if args.store != "configmap" and not args.store.startswith("file:"):
@@ -105,6 +109,11 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
         p.error("--token-file (or IGOR_NODE_TOKEN_FILE) is required with --auth token")
     if args.token_file and not Path(args.token_file).is_file():
         p.error(f"--token-file: {args.token_file} does not exist")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key go together")
+    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if path and not Path(path).is_file():
+            p.error(f"{flag}: {path} does not exist")
     if args.lease_duration < 3:
         p.error("--lease-duration must be at least 3 seconds")
     return NodeConfig(
@@ -123,4 +132,6 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
         auth=args.auth,
         allowed_users=tuple(args.allowed_users),
         labels=args.labels,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )

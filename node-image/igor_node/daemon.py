@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 from pathlib import Path
 
 from aiohttp import web
@@ -62,10 +63,15 @@ async def run(cfg: NodeConfig) -> None:
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, cfg.listen_host, cfg.listen_port)
+    ssl_context = None
+    if cfg.tls_cert and cfg.tls_key:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+    site = web.TCPSite(runner, cfg.listen_host, cfg.listen_port, ssl_context=ssl_context)
     await site.start()
     port = runner.addresses[0][1]
-    address = cfg.advertise or f"http://{cfg.listen_host}:{port}"
+    scheme = "https" if ssl_context else "http"
+    address = cfg.advertise or f"{scheme}://{cfg.listen_host}:{port}"
     log.info("node %s serving on %s", cfg.name, address)
 
     await keeper.ensure_namespace()

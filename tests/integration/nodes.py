@@ -92,7 +92,7 @@ class NodeProcess:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"node {self.name} exited:\n{self.log_tail()}") from None
                 continue
-            m = re.search(r"listening on (http://\S+)", line)
+            m = re.search(r"listening on (https?://\S+)", line)
             if m:
                 self.address = m.group(1)
                 return self

@@ -357,3 +357,22 @@ def test_tokenreview_auth_accepts_an_allowed_service_account_only(k8s, ns, nodes
     assert _http(node, "GET", "/v1/agents", token="not-a-jwt")[0] == 401
     # The shared token from the Secret keeps working beside the reviewed ones.
     assert _http(node, "GET", "/v1/agents")[0] == 200
+
+
+def test_node_api_serves_https_with_the_given_certificate(nodes, tmp_path):
+    import ssl
+    import urllib.request
+
+    from igor.controlplane import pki
+
+    files = pki.generate(tmp_path / "tls")
+    node = nodes(
+        "tls-a", extra=["--tls-cert", str(files.serving_cert), "--tls-key", str(files.serving_key)]
+    )
+    assert node.address.startswith("https://127.0.0.1:")
+    context = ssl.create_default_context(cafile=str(files.ca_cert))
+    req = urllib.request.Request(
+        node.address + "/v1/agents", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    with urllib.request.urlopen(req, context=context, timeout=10) as resp:
+        assert resp.status == 200
