@@ -19,7 +19,7 @@ def blocks(path: Path, lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", path.read_text(), flags=re.S)
 
 
-@pytest.mark.parametrize("doc", ["docs/resources.md"])
+@pytest.mark.parametrize("doc", ["docs/resources.md", "docs/writing-agents.md"])
 def test_every_yaml_example_passes_server_side_dry_run(kubeconfig, doc):
     examples = blocks(REPO / doc, "yaml")
     assert examples, f"no yaml examples in {doc}"
