@@ -68,5 +68,8 @@ def configure_kopf(settings: kopf.OperatorSettings, config: Config) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 310
     settings.watching.connect_timeout = 30
-    settings.batching.worker_limit = max(16, config.workers * 4)
+    # One kopf worker per object that has events, without limit: a limit makes objects wait
+    # for idle workers of others (5 s by default) and binding 300 new agents takes a minute.
+    settings.queueing.worker_limit = None
+    settings.queueing.idle_timeout = 1.0
     settings.networking.request_timeout = 30
