@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from igor import api, lease
@@ -128,12 +128,19 @@ def phase_of(status: Mapping[str, Any] | None) -> Phase | None:
     return Phase(value) if value else None
 
 
+def stamp(now: datetime | None = None) -> str:
+    """RFC 3339 in UTC with milliseconds: phases last tens of milliseconds, and per-phase
+    latency is read from these stamps."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    return f"{now:%Y-%m-%dT%H:%M:%S}.{now.microsecond // 1000:03d}Z"
+
+
 def enter(
     status: Mapping[str, Any] | None, phase: Phase, now: datetime | None = None, **fields: Any
 ) -> dict[str, Any]:
     """The status fragment that moves to ``phase``, recording when (a repeat is recorded too)."""
     stamps = list((status or {}).get("phaseTransitionTimestamps") or [])
-    stamps.append({"phase": phase.value, "time": api.format_time(now)})
+    stamps.append({"phase": phase.value, "time": stamp(now)})
     return {"phase": phase.value, "phaseTransitionTimestamps": stamps, **fields}
 
 

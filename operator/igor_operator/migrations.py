@@ -258,6 +258,9 @@ async def step_init(ctx: Context, mr, agent, act: Action, mem) -> float | None:
         ctx.cache.put(cache_mod.MIGRATION, updated)
         mr = updated
     status = api.initial_migration_status(meta.get("generation") or 1)
+    status["phaseTransitionTimestamps"] = [
+        {"phase": Phase.PENDING.value, "time": migration.stamp()}
+    ]
     status["message"] = f"queued: migrate {_agent_name(mr)}"
     mr = await write_mr(ctx, mr, status)
     await _event(ctx, mr, Event.normal("Pending", f"migration of {_agent_name(mr)} queued"))

@@ -59,7 +59,7 @@ def mr(phase=None, *, since=NOW, deleting=False, finalizer=True, spec=None, **st
     if phase:
         body["status"] = {
             "phase": phase,
-            "phaseTransitionTimestamps": [{"phase": phase, "time": api.format_time(since)}],
+            "phaseTransitionTimestamps": [{"phase": phase, "time": migration.stamp(since)}],
             "source": "a",
             "sourceEpoch": {"major": 1, "minor": 0},
             **status,
@@ -218,3 +218,10 @@ def test_enter_records_every_transition():
 def test_downtime():
     assert migration.downtime(250.7, 100) == {"milliseconds": 250, "ticks": 2}
     assert migration.downtime(None, 100) is None
+
+
+def test_stamps_keep_milliseconds():
+    when = NOW + timedelta(milliseconds=42)
+    assert migration.stamp(when) == "2025-01-01T12:00:00.042Z"
+    s = migration.enter(None, api.MigrationPhase.VERIFYING, when)
+    assert migration.entered_at(s, api.MigrationPhase.VERIFYING) == when
