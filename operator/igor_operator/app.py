@@ -251,6 +251,7 @@ async def run(config: Config) -> int:
                 with contextlib.suppress(BaseException):
                     await task
             await ctx.queue.stop()
+            await ctx.events.flush()
             kopf_stop.set()
             if operator is not None:
                 with contextlib.suppress(BaseException):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,11 +35,14 @@ class Event:
 
 
 class EventRecorder:
-    """Posts core/v1 Events. Failures are logged, never raised: an event is not worth a retry."""
+    """Posts core/v1 Events in the background, so that reporting a step never delays the next
+    one. Failures are logged, never raised: an event is not worth a retry."""
 
-    def __init__(self, api: client.ApiClient, instance: str = ""):
+    def __init__(self, api: client.ApiClient, instance: str = "", max_pending: int = 1000):
         self._core = client.CoreV1Api(api)
         self._instance = instance
+        self._pending: set[asyncio.Task[None]] = set()
+        self._max_pending = max_pending
 
     async def record(self, obj: dict[str, Any], event: Event) -> None:
         meta = obj.get("metadata") or {}
@@ -75,10 +79,23 @@ class EventRecorder:
             event.reason,
             event.message,
         )
+        if len(self._pending) >= self._max_pending:
+            log.debug("dropping event %s on %s: too many pending", event.reason, meta.get("name"))
+            return
+        task = asyncio.create_task(self._post(namespace, body))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _post(self, namespace: str, body: dict[str, Any]) -> None:
         try:
             await self._core.create_namespaced_event(namespace, body)
         except Exception as exc:
-            log.debug("could not post event %s on %s: %s", event.reason, meta.get("name"), exc)
+            log.debug("could not post event %s: %s", body.get("reason"), exc)
+
+    async def flush(self) -> None:
+        """Wait (a little) for the events still being posted, at shutdown."""
+        if self._pending:
+            await asyncio.wait(list(self._pending), timeout=5.0)
 
     async def record_all(self, obj: dict[str, Any], events: list[Event]) -> None:
         for event in events:
