@@ -180,15 +180,20 @@ async def update_agent(
     name: str,
     mutate: Callable[[dict[str, Any]], dict[str, Any] | None],
     attempts: int = 10,
+    fresh: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Read the agent, let ``mutate`` compute a status fragment from it, write it at the read
     resourceVersion; on a conflict read again. ``mutate`` raises Precondition when the agent is
-    no longer where the step expects it, and returns None when there is nothing to write."""
-    for _ in range(attempts):
-        try:
-            agent = await ctx.kube.get("agent", namespace, name)
-        except NotFound:
-            return None
+    no longer where the step expects it, and returns None when there is nothing to write.
+    ``fresh``: an agent just read from the API server, used for the first attempt."""
+    for attempt in range(attempts):
+        if attempt == 0 and fresh is not None:
+            agent = fresh
+        else:
+            try:
+                agent = await ctx.kube.get("agent", namespace, name)
+            except NotFound:
+                return None
         fragment = mutate(agent)
         if fragment is None:
             return agent
@@ -295,7 +300,7 @@ async def step_start(ctx: Context, mr, agent, act: Action, mem) -> float | None:
             ),
         }
 
-    updated_agent = await update_agent(ctx, _ns(mr), _agent_name(mr), take)
+    updated_agent = await update_agent(ctx, _ns(mr), _agent_name(mr), take, fresh=agent)
     epoch = expected.epoch
     mr = await write_mr(
         ctx,
@@ -354,7 +359,7 @@ async def step_begin_handoff(ctx: Context, mr, agent, act: Action, mem) -> float
             "phase": api.AgentPhase.MIGRATING.value,
         }
 
-    updated = await update_agent(ctx, _ns(mr), _agent_name(mr), handoff)
+    updated = await update_agent(ctx, _ns(mr), _agent_name(mr), handoff, fresh=agent)
     metrics.AUTHORITY_CHANGES.labels("handoff").inc()
     if updated is not None:
         await _event(
@@ -591,7 +596,7 @@ async def step_cut_over(ctx: Context, mr, agent, act: Action, mem) -> float | No
         fragment["phase"] = api.AgentPhase.MIGRATING.value
         return fragment
 
-    updated = await update_agent(ctx, _ns(mr), _agent_name(mr), cut)
+    updated = await update_agent(ctx, _ns(mr), _agent_name(mr), cut, fresh=agent)
     metrics.AUTHORITY_CHANGES.labels("cut-over").inc()
     new_epoch = migration.cut_epoch(migration.epoch_of(status.get("sourceEpoch")))  # type: ignore[arg-type]
     conds = api.set_condition(
