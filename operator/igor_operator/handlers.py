@@ -83,6 +83,7 @@ def build_registry(ctx: Context) -> kopf.OperatorRegistry:
         obj = _raw(event)
         if event.get("type") == "DELETED":
             ctx.cache.delete(cache_mod.MIGRATION, obj)
+            ctx.memory.pop((obj.get("metadata") or {}).get("uid", ""), None)
         elif not ctx.cache.put(cache_mod.MIGRATION, obj):
             return
         namespace, name = cache_mod.key_of(obj)
