@@ -362,3 +362,29 @@ def test_an_exhausted_agent_moves_without_ticks_and_resumes_when_its_budget_rise
     assert held_by(nodes, ns, "broke") == [first]
     cp = stored(k8s, ns, "broke")
     assert counter_of(cp) == cp.tick
+
+
+def test_the_cluster_wide_limit_runs_migrations_of_different_agents_one_after_another(
+    k8s, ns, label, node_procs, operator
+):
+    node_procs(f"{label}-a")
+    node_procs(f"{label}-b")
+    operator("--max-migrations", "1")
+    digest = upload_module(k8s, ns, "counter")
+    names = ["left", "right", "centre"]
+    for name in names:
+        create_agent(k8s, ns, agent_body(name, label, digest=digest))
+    for name in names:
+        wait_running(k8s, ns, name, after_tick=2)
+    for name in names:
+        create_migration(k8s, ns, f"{name}-move", name)
+    finals = [wait_final(k8s, ns, f"{name}-move", timeout=90) for name in names]
+    assert [f["phase"] for f in finals] == ["Succeeded"] * 3
+
+    def span(final):
+        stamps = {t["phase"]: parse_time(t["time"]) for t in final["phaseTransitionTimestamps"]}
+        return stamps["Scheduling"], stamps["Succeeded"]
+
+    spans = sorted(span(f) for f in finals)
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end  # never two in flight
