@@ -24,7 +24,7 @@ ns, label, operator, node_procs = fx.ns, fx.label, fx.operator, fx.node_procs
 
 
 @pytest.fixture
-def webhook_operator(k8s, operator):
+def webhook_operator(k8s, ns, operator):
     """The operator with its validating webhook, under a configuration name of its own."""
     name = f"igor-test-{uuid.uuid4().hex[:6]}"
     proc = operator("--webhook", "--webhook-configuration", name)
@@ -35,10 +35,29 @@ def webhook_operator(k8s, operator):
         ),
         what="the ValidatingWebhookConfiguration",
     )
+    # The configuration can be in place a moment before the API server reaches the webhook
+    # (its failure policy is Ignore): wait until a server-side dry run is refused.
+    eventually(lambda: _webhook_answers(k8s, ns), what="the webhook to answer")
     yield proc
     proc.terminate()
     with contextlib.suppress(ApiException):
         admission.delete_validating_webhook_configuration(name)
+
+
+def _webhook_answers(k8s, namespace: str) -> bool:
+    body = {
+        "apiVersion": f"{fx.GROUP}/{fx.VERSION}",
+        "kind": "MigrationRequest",
+        "metadata": {"name": "probe"},
+        "spec": {"agent": "no-such-agent"},
+    }
+    try:
+        client.CustomObjectsApi(k8s).create_namespaced_custom_object(
+            fx.GROUP, fx.VERSION, namespace, fx.MRS, body, dry_run="All"
+        )
+    except ApiException as exc:
+        return "not found" in exc.body
+    return False
 
 
 def rejected(call) -> str:
