@@ -356,12 +356,13 @@ class Supervisor:
             lease.epoch,
             f"checkpoint tick {stored.tick}" if stored else "genesis",
         )
-        # Commit at our epoch at once: it raises the store's fence above any
-        # write a superseded holder may still have in flight.
-        await self.commit(held, "takeover")
         held.suspended = spec.suspend
         held.next_checkpoint = time.monotonic() + spec.checkpoint_interval_s
+        # Tick at once (this is the migration's downtime), and commit at our epoch
+        # alongside: that raises the store's fence above any write a superseded
+        # holder may still have in flight, and reports us in the status.
         self._schedule(held, time.monotonic())
+        self._spawn(self.commit(held, "takeover"))
         # Catch up with anything that changed while we were starting.
         self.observe(held.obj)
 
@@ -407,7 +408,12 @@ class Supervisor:
             if held is None or held.due != due:
                 continue
             held.due = None
-            if not held.ticking or held.lock.locked():
+            if not held.ticking:
+                continue  # observe() schedules it again when it may tick
+            if held.threaded and held.lock.locked():
+                # A checkpoint of this agent is being written from its worker
+                # thread's state: tick right after it.
+                self._schedule(held, time.monotonic() + 0.005)
                 continue
             self.metrics.observe_lag(max(0.0, time.monotonic() - due))
             if held.threaded:
