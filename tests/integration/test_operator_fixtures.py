@@ -412,6 +412,20 @@ def events_for(k8s, ns: str, name: str) -> list[tuple[str, str, str]]:
     ]
 
 
+def wait_events(k8s, ns: str, name: str, *reasons: str, timeout: float = 15) -> list[str]:
+    """The event reasons recorded on ``name`` once all of ``reasons`` are among them (the
+    operator posts events in the background)."""
+    return eventually(
+        lambda: (
+            (got := [r for _, r, _ in events_for(k8s, ns, name)])
+            and all(r in got for r in reasons)
+            and got
+        ),
+        timeout=timeout,
+        what=f"events {reasons} on {name}",
+    )
+
+
 def condition(obj_status: dict[str, Any], type_: str) -> dict[str, Any]:
     for c in obj_status.get("conditions") or ():
         if c.get("type") == type_:

@@ -20,12 +20,12 @@ from .test_operator_fixtures import (
     agent_body,
     condition,
     create_agent,
-    events_for,
     eventually,
     kubectl,
     report_ready,
     status,
     unique,
+    wait_events,
 )
 
 ns, label, operator, fake_nodes = fx.ns, fx.label, fx.operator, fx.fake_nodes
@@ -58,7 +58,7 @@ def test_agents_are_bound_evenly_with_epoch_and_become_running(
         assert st["phase"] == "Scheduled"
         assert condition(st, "Scheduled")["reason"] == "Bound"
         assert st["tick"] == 0 and st["budget"]["remaining"] == 10_000_000_000
-    assert any(r == "Scheduled" for _, r, _ in events_for(k8s, ns, names[0]))
+    wait_events(k8s, ns, names[0], "Scheduled")
 
     # The holder reports that it runs the agent: the operator calls it Running.
     report_ready(k8s, ns, names[0])
@@ -87,7 +87,7 @@ def test_no_fitting_node_explains_why_and_binds_when_one_appears(
     st = status(k8s, ns, "needs-http")
     assert st["phase"] == "Pending" and condition(st, "Scheduled")["status"] == "False"
     assert "0/" in cond and "1 lack capability http" in cond and "1 over max price" in cond
-    assert any(r == "FailedScheduling" for _, r, _ in events_for(k8s, ns, "needs-http"))
+    wait_events(k8s, ns, "needs-http", "FailedScheduling")
 
     good = fake_nodes(unique("good"), capabilities=("clock", "log", "http"), price=100)
     eventually(lambda: holder(status(k8s, ns, "needs-http")) == good, what="bound to new node")
@@ -129,14 +129,8 @@ def test_expired_node_lease_recovers_agents_on_another_node_at_next_major(
     assert condition(st, "Scheduled")["reason"] == "Recovered"
     assert condition(st, "Ready")["status"] == "Unknown"
     assert elapsed < 4 + 3, f"recovery took {elapsed:.1f}s"
-    reasons = [r for _, r, _ in events_for(k8s, ns, "survivor")]
-    assert "Recovered" in reasons
-    node_events = [
-        e
-        for e in client.CoreV1Api(k8s).list_namespaced_event("default").items
-        if e.involved_object.name == doomed
-    ]
-    assert any(e.reason == "NodeLost" for e in node_events)
+    wait_events(k8s, ns, "survivor", "Recovered")
+    wait_events(k8s, "default", doomed, "NodeLost")
 
 
 def test_cordon_creates_drain_migration_requests(k8s, ns, label, fake_nodes, operator):
