@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes_asyncio.client.exceptions import ApiException
+
 from igor import api, lease
 from igor import checkpoint as ckpt
 from igor.api import AgentConditionType as ACond
@@ -420,7 +422,9 @@ async def _final_checkpoint(ctx: Context, mr, address: str, answer: dict[str, An
         namespace, _, name = location[len(prefix) :].partition("/")
         try:
             data = await ctx.kube.config_map_bytes(namespace, name, "checkpoint")
-        except NotFound:
+        except (NotFound, ApiException) as exc:
+            # Not readable by the operator (RBAC) or gone: the source serves it too.
+            log.debug("reading %s: %s; asking the source", location, exc)
             data = None
     if data is None:
         data = await ctx.nodes.checkpoint(address, _ns(mr), _agent_name(mr))
@@ -445,9 +449,17 @@ async def _module_bytes(ctx: Context, agent: dict[str, Any]) -> bytes:
     module = (agent.get("spec") or {}).get("module") or {}
     if module.get("configMap"):
         ref = module["configMap"]
-        return await ctx.kube.config_map_bytes(
-            agent["metadata"]["namespace"], ref["name"], ref["key"]
-        )
+        try:
+            return await ctx.kube.config_map_bytes(
+                agent["metadata"]["namespace"], ref["name"], ref["key"]
+            )
+        except (NotFound, ApiException) as exc:
+            raise StepError(
+                "ModuleUnavailable",
+                f"the bundle leaves the module out and ConfigMap {ref['name']} is not readable: "
+                f"{exc}",
+                ErrorClass.RETRIABLE,
+            ) from None
     url = module.get("url")
     if not url:
         raise StepError("NoModule", "spec.module names no module", ErrorClass.FATAL)
