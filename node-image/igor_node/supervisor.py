@@ -217,11 +217,13 @@ class Supervisor:
             return
         self._apply_spec(held, obj)
         if lease.state is LeaseState.ACTIVE:
-            if held.handoff:
-                log.info("%s: handoff reverted at %s, ticking again", key, lease.epoch)
+            reverted = held.handoff
             held.handoff = False
             held.final = None
             self._set_epoch(held, lease)
+            if reverted:
+                log.info("%s: handoff reverted at %s, ticking again", key, lease.epoch)
+                self._spawn(self.report(held))  # Ready again, without waiting for a commit
             if held.due is None:  # not scheduled: it was frozen or paused until now
                 self._schedule(held, time.monotonic())
         elif lease.state in (LeaseState.HANDOFF_INITIATED, LeaseState.HANDOFF_PENDING):
