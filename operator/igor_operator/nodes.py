@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from igor import api
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 DRAIN_LABEL = "igor.dev/drain-node"
 # Failed evacuation attempts per agent before a cordoned node stops retrying it.
 MAX_DRAIN_FAILURES = 3
+# Reason of the Ready=False condition the operator writes on a node whose Lease expired.
+LEASE_EXPIRED = "LeaseExpired"
 
 
 def held_agents(agents: Iterable[Mapping[str, Any]], node: str) -> list[Mapping[str, Any]]:
@@ -173,13 +175,25 @@ async def liveness_loop(ctx: Context) -> None:
 async def _check_liveness(ctx: Context) -> None:
     now = datetime.now(UTC)
     live = ctx.live_nodes(now)
-    for name in sorted(ctx.live - live):
+    # Nodes whose IgorNode still claims Ready but whose cached Lease is expired: lost since
+    # the last check, or already dead when this operator started.
+    stale = {
+        cache_mod.key_of(node)[1]
+        for node in ctx.cache.nodes()
+        if needs_not_ready(node, ctx.node_lease(cache_mod.key_of(node)[1]))
+    }
+    expired: dict[str, dict[str, Any]] = {}
+    for name in sorted((ctx.live | stale) - live):
         # The cache may lag (a slow watch): ask the API server before calling a node lost.
         lease = await ctx.kube.get_lease(ctx.config.namespace, scheduler.node_lease_name(name))
         if lease is not None:
             ctx.cache.put(cache_mod.LEASE, lease)
             if scheduler.lease_valid(lease, datetime.now(UTC)):
                 live.add(name)
+            else:
+                expired[name] = lease
+    for name, lease in sorted(expired.items()):
+        await _mark_not_ready(ctx, name, lease)
     lost = ctx.live - live
     joined = live - ctx.live
     for name in sorted(lost):
@@ -203,6 +217,89 @@ async def _check_liveness(ctx: Context) -> None:
             ctx.enqueue(node_key(name))
         requeue_unplaced(ctx)
     ctx.live = live
+
+
+def lease_expiry(lease: Mapping[str, Any]) -> datetime | None:
+    """When a node Lease expires (expired): renewTime + leaseDurationSeconds."""
+    spec = lease.get("spec") or {}
+    renew = scheduler.parse_time(spec.get("renewTime") or spec.get("acquireTime"))
+    duration = spec.get("leaseDurationSeconds")
+    if renew is None or not duration:
+        return None
+    return renew + timedelta(seconds=duration)
+
+
+def needs_not_ready(node: Mapping[str, Any], lease: Mapping[str, Any] | None) -> bool:
+    """Whether the operator should write Ready=False (LeaseExpired) on this IgorNode, judging by
+    the given Lease (None: no Lease, so not known to be expired: never).
+
+    A node that reports Ready=False itself (it stopped renewing and fenced itself) is left
+    alone while it keeps writing its status after its Lease expired: two writers taking turns
+    on one condition would only make it flap between reasons. Once its last heartbeat is older
+    than the expiry it is not writing any more, and the operator takes over.
+    """
+    if lease is None or scheduler.lease_valid(lease, datetime.now(UTC)):
+        return False
+    status = node.get("status") or {}
+    ready = api.find_condition(status.get("conditions"), api.NodeConditionType.READY) or {}
+    if ready.get("status") != api.ConditionStatus.FALSE:
+        return True
+    if ready.get("reason") == LEASE_EXPIRED:
+        return False
+    expiry = lease_expiry(lease)
+    heartbeat = scheduler.parse_time(status.get("heartbeatTime"))
+    return expiry is None or heartbeat is None or heartbeat <= expiry
+
+
+def not_ready_message(lease: Mapping[str, Any]) -> str:
+    name = (lease.get("metadata") or {}).get("name", "")
+    expiry = lease_expiry(lease)
+    if expiry is None:
+        return f"node Lease {name} was never renewed"
+    seconds = (lease.get("spec") or {}).get("leaseDurationSeconds")
+    return (
+        f"node Lease {name} expired at {_iso(expiry)} (renewed at "
+        f"{_iso(expiry - timedelta(seconds=seconds))}, valid {seconds}s); "
+        "the node stopped renewing it"
+    )
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+async def _mark_not_ready(ctx: Context, name: str, lease: dict[str, Any]) -> None:
+    """Ready=False, reason LeaseExpired, on an IgorNode whose Lease the API server says has
+    expired. The write carries the IgorNode's resourceVersion, so a heartbeat of a node that
+    came back wins; a node that renews afterwards writes Ready=True with its next heartbeat."""
+    try:
+        node = await ctx.kube.get("node", "", name)
+    except NotFound:
+        return
+    if not needs_not_ready(node, lease):
+        ctx.cache.put(cache_mod.NODE, node)
+        return
+    status = node.get("status") or {}
+    condition = api.condition(
+        api.NodeConditionType.READY,
+        api.ConditionStatus.FALSE,
+        LEASE_EXPIRED,
+        not_ready_message(lease),
+    )
+    conditions = api.set_condition(status.get("conditions") or [], condition)
+    try:
+        updated = await ctx.kube.patch_status(
+            "node",
+            "",
+            name,
+            {"conditions": conditions},
+            (node.get("metadata") or {}).get("resourceVersion"),
+        )
+    except (Conflict, NotFound):
+        return  # the node wrote meanwhile, or is gone: look again on the next check
+    ctx.cache.put(cache_mod.NODE, updated)
+    log.info("IgorNode %s: Ready=False (%s)", name, condition["message"])
+    await ctx.events.record(updated, Event.warning("NodeNotReady", condition["message"]))
 
 
 def requeue_unplaced(ctx: Context) -> None:

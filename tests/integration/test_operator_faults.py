@@ -189,3 +189,38 @@ def test_deleting_a_request_mid_handoff_gives_the_agent_back_to_its_source(
     assert held_by(nodes, ns, "homebody") == [source.name]
     assert_continuous(k8s, ns, "homebody")
     eventually(lambda: fx.migration_gone(k8s, ns, "second-thoughts"), what="request deleted")
+
+
+def igornode_column(kubeconfig: str, name: str, column: str) -> str:
+    """A column of `kubectl get igornodes NAME`, as a user sees it."""
+    header, row = fx.kubectl(kubeconfig, "get", "igornodes", name).splitlines()[:2]
+    return dict(zip(header.split(), row.split(), strict=True))[column]
+
+
+def test_sigkill_a_node_and_it_shows_not_ready_until_it_comes_back(
+    k8s, kubeconfig, label, node_procs, operator
+):
+    name = f"{label}-gone"
+    node = node_procs(name, lease_duration=LEASE)
+    operator()
+    eventually(lambda: igornode_column(kubeconfig, name, "READY") == "True", what="READY True")
+    node.kill()
+    killed = time.monotonic()
+    eventually(
+        lambda: igornode_column(kubeconfig, name, "READY") == "False",
+        timeout=LEASE + 10,
+        what="READY False after SIGKILL",
+    )
+    elapsed = time.monotonic() - killed
+    assert elapsed < LEASE + 5, f"took {elapsed:.1f}s"
+    ready = fx.node_condition(k8s, name, "Ready")
+    assert ready["reason"] == "LeaseExpired"
+    assert f"node Lease igor-node-{name} expired at " in ready["message"]
+    fx.wait_events(k8s, "default", name, "NodeLost", "NodeNotReady")
+    # The node comes back: its heartbeat says Ready=True and the operator leaves it so.
+    node_procs(name, lease_duration=LEASE)
+    eventually(lambda: igornode_column(kubeconfig, name, "READY") == "True", what="READY again")
+    time.sleep(2)
+    assert igornode_column(kubeconfig, name, "READY") == "True"
+    assert fx.node_condition(k8s, name, "Ready")["reason"] == "LeaseRenewed"
+    print(f"READY False {elapsed:.1f}s after SIGKILL (lease {LEASE}s)")

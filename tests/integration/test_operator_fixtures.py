@@ -484,3 +484,11 @@ def migration_gone(k8s, ns: str, name: str) -> bool:
     except ApiException as exc:
         return exc.status == 404
     return False
+
+
+def node_condition(k8s, name: str, type: str) -> dict[str, Any]:
+    node = client.CustomObjectsApi(k8s).get_cluster_custom_object(GROUP, VERSION, NODES, name)
+    for c in (node.get("status") or {}).get("conditions") or []:
+        if c["type"] == type:
+            return c
+    return {}
