@@ -111,6 +111,7 @@ class Supervisor:
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._starting: set[AgentKey] = set()
+        self._latest: dict[AgentKey, dict[str, Any]] = {}
         self._tasks: set[asyncio.Task] = set()
         # Set after a full re-list; cleared when the view may be stale (after
         # self-fencing), and ticking waits for it.
@@ -194,6 +195,10 @@ class Supervisor:
 
     def observe(self, obj: dict[str, Any]) -> None:
         key = self.key_of(obj)
+        if key in self._starting:
+            # Decided when the start finishes, on the newest view of the agent.
+            self._latest[key] = obj
+            return
         lease = AgentLease.from_status(obj.get("status"))
         held = self.agents.get(key)
         if lease is None or lease.holder != self.cfg.name:
@@ -204,7 +209,7 @@ class Supervisor:
                 )
             return
         if held is None:
-            if lease.state is LeaseState.ACTIVE and key not in self._starting:
+            if lease.state is LeaseState.ACTIVE:
                 self._starting.add(key)
                 self._spawn(self._start(obj, lease))
             return
@@ -284,6 +289,9 @@ class Supervisor:
             await self._start_inner(obj, lease, key)
         finally:
             self._starting.discard(key)
+            latest = self._latest.pop(key, None)
+        if latest is not None:
+            self.observe(latest)
 
     async def _start_inner(self, obj: dict[str, Any], lease: AgentLease, key: AgentKey) -> None:
         try:
@@ -334,8 +342,15 @@ class Supervisor:
             runtime.price = self.cfg.price
             runtime.budget = max(0, spec.budget_limit - runtime.spent)
         current = self.agents.get(key)
-        latest = AgentLease.from_status(obj.get("status"))
-        if current is not None or latest is None or latest.holder != self.cfg.name:
+        latest = AgentLease.from_status(self._latest.get(key, obj).get("status"))
+        if (
+            current is not None
+            or latest is None
+            or latest.holder != self.cfg.name
+            or latest.epoch.major != lease.epoch.major
+        ):
+            # Superseded while loading: never tick it (the newest view is observed next).
+            runtime.instance.store.close()
             return
         held = Held(
             key=key,
