@@ -537,7 +537,9 @@ class Supervisor:
         self.metrics.divergences.inc()
         action = held.spec.divergence_action
         log.error("%s: replay %s; action %s", held.key, result.summary(), action)
-        if action == "pause":
+        if action in ("pause", "migrate"):
+            # igor's rule: "migrate" without a migration trigger behaves as "pause". The
+            # node stops and says why; moving it is a MigrationRequest's job.
             held.paused = "ReplayDiverged"
             self._spawn(self.commit(held, "divergence-pause"))
         elif action == "intensify":
