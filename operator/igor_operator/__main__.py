@@ -35,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-create-namespace", action="store_true", help="never create --namespace")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     p.add_argument("--metrics-addr", default="127.0.0.1", help="address for the metrics server")
+    p.add_argument(
+        "--health-port",
+        type=int,
+        help="serve /healthz (the event loop answers) and /readyz (leading, or standing by) "
+        "on this port",
+    )
+    p.add_argument("--health-addr", default="127.0.0.1", help="address for the health server")
     p.add_argument("--node-token-file", type=Path, help="bearer token for the node API")
     p.add_argument("--node-timeout", type=float, default=15.0, help="node API timeout, seconds")
     hook = p.add_argument_group("admission webhooks")
@@ -93,6 +100,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         create_namespace=not args.no_create_namespace,
         metrics_port=args.metrics_port,
         metrics_addr=args.metrics_addr,
+        health_port=args.health_port,
+        health_addr=args.health_addr,
         node_token_file=args.node_token_file,
         node_timeout=args.node_timeout,
         webhook=webhook,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import kopf
 
-from . import agents, metrics, migrations, nodes
+from . import agents, health, metrics, migrations, nodes
 from . import cache as cache_mod
 from .cache import Cache
 from .context import AGENT_KEY, MIGRATION_KEY, NODE_KEY, Context, agent_key, migration_key, node_key
@@ -156,6 +156,20 @@ def _observe(key: Hashable, seconds: float, ok: bool) -> None:
 
 
 async def run(config: Config) -> int:
+    state = health.Health()
+    server = None
+    if config.health_port is not None:
+        server = health.HealthServer(state, config.health_addr, config.health_port)
+        await server.start()
+    try:
+        return await _run(config, state)
+    finally:
+        state.state = health.STOPPING
+        if server is not None:
+            await server.stop()
+
+
+async def _run(config: Config, state: health.Health) -> int:
     logging.getLogger("kopf.objects").addFilter(QuietRefusals())
     if config.kubeconfig is not None:
         # kopf's login reads $KUBECONFIG; our own client is given the path directly.
@@ -182,6 +196,12 @@ async def run(config: Config) -> int:
         duration=config.leader_lease_duration,
         retry_period=config.leader_renew_period,
     )
+    state.elector = elector
+
+    def standing_by() -> None:
+        state.state = health.STANDBY
+
+    elector.on_standby = standing_by
     acquiring = asyncio.create_task(elector.acquire())
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -191,6 +211,7 @@ async def run(config: Config) -> int:
             await acquiring
         await api_client.close()
         return EXIT_OK
+    state.state = health.ACQUIRED
     log.info("leader %s: reconciling", identity)
 
     ctx = Context(
@@ -236,9 +257,10 @@ async def run(config: Config) -> int:
                 ),
                 name="igor-kopf",
             )
-            background.append(asyncio.create_task(_announce(ready, stop), name="igor-ready"))
+            background.append(asyncio.create_task(_announce(ready, stop, state), name="igor-ready"))
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({operator, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            state.state = health.STOPPING
             stopping.cancel()
             if operator.done() and not operator.cancelled() and operator.exception():
                 log.error("kopf stopped: %s", operator.exception())
@@ -265,13 +287,15 @@ async def run(config: Config) -> int:
     return EXIT_LOST_LEADERSHIP if lost.is_set() else EXIT_OK
 
 
-async def _announce(ready: asyncio.Event, stop: asyncio.Event) -> None:
+async def _announce(ready: asyncio.Event, stop: asyncio.Event, state: health.Health) -> None:
     await ready.wait()
     # kopf installs its own SIGTERM/SIGINT handlers when it starts; take them back so that
     # shutdown stops the reconcilers first and kopf's watches last.
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if not stop.is_set():
+        state.state = health.LEADING
     log.info("igor operator ready")
 
 

@@ -86,6 +86,10 @@ class LeaderElector:
         # A leader that has not renewed for this long gives up before anyone else may take over.
         self.renew_deadline = duration * 2 / 3
         self._last_renew: datetime | None = None
+        # Whether the last leader-election call reached the API server (for /readyz).
+        self.connected = False
+        # Called after each attempt that found another leader's Lease valid (for /readyz).
+        self.on_standby: Callable[[], None] | None = None
 
     async def _try(self) -> bool | None:
         """True: leader now; False: someone else holds a valid Lease; None: lost a race."""
@@ -142,10 +146,15 @@ class LeaderElector:
         announced = False
         while True:
             try:
-                if await self._try():
+                leader = await self._try()
+                self.connected = True
+                if leader:
                     metrics.LEADER.set(1)
                     return
+                if self.on_standby is not None:
+                    self.on_standby()
             except (ApiException, OSError) as exc:
+                self.connected = False
                 log.warning("leader election: %s", exc)
             if not announced:
                 log.info("waiting to become leader (Lease %s/%s)", self.namespace, self.name)
@@ -159,7 +168,9 @@ class LeaderElector:
             ok: bool | None = None
             try:
                 ok = await self._try()
+                self.connected = True
             except Exception as exc:
+                self.connected = False
                 log.warning("renewing the leader Lease failed: %s", exc)
             if ok:
                 continue

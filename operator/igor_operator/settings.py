@@ -38,6 +38,9 @@ class Config:
     create_namespace: bool = True
     metrics_port: int | None = None
     metrics_addr: str = "127.0.0.1"
+    # /healthz and /readyz (health.py); None: not served.
+    health_port: int | None = None
+    health_addr: str = "127.0.0.1"
     node_token_file: Path | None = None
     node_timeout: float = 15.0
     webhook: WebhookConfig | None = None
