@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -369,6 +370,12 @@ def test_rendered_pods_are_locked_down(tools):
         assert sc["runAsUser"] == 65532
         assert container["resources"]["requests"]
         assert container["livenessProbe"] and container["readinessProbe"]
+        if kind == "Deployment":
+            ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+            assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+            assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+            assert "--health-addr=0.0.0.0" in container["args"]
+            assert f"--health-port={ports['health']}" in container["args"]
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
         assert "/tmp" in mounts
         for doc in docs(manifest):
@@ -763,12 +770,15 @@ def test_chart_rbac_runs_the_real_node_daemons_and_operator(tools, k8s, kubeconf
 
         # The operator, leader-elected and serving the admission webhooks, as its pod would.
         op_kc = service_account_kubeconfig(k8s, kubeconfig, ns, "igor-operator", tmp_path / "o.kc")
+        health_port = free_port()
         argv = localize(
             container_args(manifest, "Deployment"),
             {"POD_NAME": "igor-operator-0", "POD_IP": "127.0.0.1"},
             {
                 "--metrics-addr": "127.0.0.1",
                 "--metrics-port": str(free_port()),
+                "--health-addr": "127.0.0.1",
+                "--health-port": str(health_port),
                 "--webhook-addr": "127.0.0.1",
                 "--webhook-port": str(free_port()),
                 "--node-token-file": str(token_file),
@@ -779,6 +789,13 @@ def test_chart_rbac_runs_the_real_node_daemons_and_operator(tools, k8s, kubeconf
         procs["operator"].start("igor operator ready")
         leader = coordination.read_namespaced_lease("igor-operator", ns)
         assert leader.spec.holder_identity == "igor-operator-0"
+        # The kubelet's probes, as the chart declares them.
+        (op_container,) = find_doc(manifest, "Deployment")["spec"]["template"]["spec"]["containers"]
+        for probe in ("livenessProbe", "readinessProbe"):
+            path = op_container[probe]["httpGet"]["path"]
+            url = f"http://127.0.0.1:{health_port}{path}"
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                assert resp.status == 200, (probe, path)
         admission = client.AdmissionregistrationV1Api(k8s)
         webhook_config = f"igor.{ns}.igor.dev"
 
