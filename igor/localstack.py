@@ -16,6 +16,31 @@ from igor.controlplane.process import ManagedProcess
 NODE_TOKEN = "local-node-token"
 
 
+def node_argv(
+    name: str,
+    kubeconfig: Path | str,
+    token_file: Path | str,
+    *,
+    capabilities: str,
+    price: int,
+    capacity: int,
+    lease_duration: int,
+    listen: str = "127.0.0.1:0",
+) -> list[str]:
+    """The command line of a node daemon on this machine (also used by the tests)."""
+    return [
+        sys.executable, "-m", "igor_node",
+        "--name", name,
+        "--kubeconfig", str(kubeconfig),
+        "--listen", listen,
+        "--token-file", str(token_file),
+        "--capabilities", capabilities,
+        "--price", str(price),
+        "--capacity", str(capacity),
+        "--lease-duration", str(lease_duration),
+    ]  # fmt: skip
+
+
 class LocalStack:
     def __init__(self, kubeconfig: Path, workdir: Path, *, lease_duration: int = 6):
         self.kubeconfig = Path(kubeconfig)
@@ -63,30 +88,18 @@ class LocalStack:
         capacity: int = 1000,
         timeout: float = 60,
     ) -> str:
-        argv = [
-            sys.executable,
-            "-m",
-            "igor_node",
-            "--name",
+        argv = node_argv(
             name,
-            "--kubeconfig",
-            str(self.kubeconfig),
-            "--listen",
-            "127.0.0.1:0",
-            "--token-file",
-            str(self.token_file),
-            "--capabilities",
-            capabilities,
-            "--price",
-            str(price),
-            "--capacity",
-            str(capacity),
-            "--lease-duration",
-            str(self.lease_duration),
-        ]
+            self.kubeconfig,
+            self.token_file,
+            capabilities=capabilities,
+            price=price,
+            capacity=capacity,
+            lease_duration=self.lease_duration,
+        )
         proc = ManagedProcess(f"node-{name}", argv, self.workdir / f"node-{name}.log").start()
         self.nodes[name] = proc
-        line = self._wait_log(proc, r"listening on http://\S+", timeout)
+        line = self._wait_log(proc, r"listening on https?://\S+", timeout)
         return line.split("listening on ", 1)[1]
 
     def stop(self) -> None:

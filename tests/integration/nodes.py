@@ -7,12 +7,13 @@ import queue
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import aiohttp  # noqa: F401  (the node's dependency; import early for a clear error)
+
+from igor.localstack import node_argv
 
 TOKEN = "test-node-token"
 
@@ -44,25 +45,15 @@ class NodeProcess:
         self.workdir = workdir
         self.log_path = workdir / f"node-{name}.log"
         self.argv = [
-            sys.executable,
-            "-m",
-            "igor_node",
-            "--name",
-            name,
-            "--kubeconfig",
-            str(kubeconfig),
-            "--listen",
-            "127.0.0.1:0",
-            "--token-file",
-            str(token_file(workdir)),
-            "--capabilities",
-            capabilities,
-            "--price",
-            str(price),
-            "--capacity",
-            str(capacity),
-            "--lease-duration",
-            str(lease_duration),
+            *node_argv(
+                name,
+                kubeconfig,
+                token_file(workdir),
+                capabilities=capabilities,
+                price=price,
+                capacity=capacity,
+                lease_duration=lease_duration,
+            ),
             "--store",
             store,
             *(["--labels", labels] if labels else []),
