@@ -23,7 +23,7 @@ from igor.host import Engine, Limits
 from igor.replay import Replayer
 from igor.rundir import RunDir, RunDirError, RunInfo
 from igor.runtime import AgentRuntime
-from igor.verify import verify_bundle, verify_run
+from igor.verify import VerificationReport, verify_bundle, verify_run
 
 EXIT_OK, EXIT_INVALID, EXIT_INPUT, EXIT_AGENT = 0, 1, 2, 3
 INPUT_ERRORS = (
@@ -212,8 +212,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     progress = Progress("replayed", enabled=args.format == "text")
     result = Replayer().replay_bundle(bundle, until=args.until, progress=progress)
     if args.format == "json":
-        from igor.verify import VerificationReport
-
         print(json.dumps(VerificationReport(str(args.bundle), replay=result).to_json(), indent=2))
     else:
         print(result.summary())
