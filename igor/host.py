@@ -10,7 +10,9 @@ bounds wall-clock time per call; a store limiter bounds memory.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
+import importlib.metadata
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,10 +57,10 @@ _memory_data_size = _raw("wasmtime_memory_data_size", ctypes.c_size_t)
 _FAST_KINDS = {"i32": _wffi.WASMTIME_I32.value, "i64": _wffi.WASMTIME_I64.value}
 
 
+@functools.cache
 def engine_version() -> str:
-    from importlib.metadata import version
-
-    return version("wasmtime")
+    # Part of every checkpoint's determinism profile; reading package metadata is slow.
+    return importlib.metadata.version("wasmtime")
 
 
 DETERMINISM_SETTINGS = {
