@@ -22,15 +22,10 @@ import filecmp
 import hashlib
 import json
 import os
-import queue
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -45,6 +40,7 @@ from igor.controlplane import find
 from tests import agents
 
 from .helpers import eventually, make_namespace
+from .processes import ChildProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "igor"
@@ -588,72 +584,6 @@ def test_install_upgrade_uninstall(tools, k8s, tmp_path):
 # ------------------------------------------------------------------ the chart's RBAC, live
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Proc:
-    """A component as a child process (its own session), its output in a log file."""
-
-    def __init__(self, name: str, argv: list[str], workdir: Path):
-        self.name = name
-        self.argv = argv
-        self.log_path = workdir / f"{name}.log"
-        self.proc: subprocess.Popen[str] | None = None
-        self._lines: queue.Queue[str] = queue.Queue()
-
-    def start(self, ready: str, timeout: float = 60) -> re.Match[str]:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env.pop("KUBECONFIG", None)
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
-        threading.Thread(target=self._pump, daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self._lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"{self.name} exited:\n{self.log_text()}") from None
-                continue
-            if m := re.search(ready, line):
-                return m
-        raise AssertionError(f"{self.name}: no {ready!r} in {timeout}s:\n{self.log_text()}")
-
-    def _pump(self) -> None:
-        assert self.proc and self.proc.stdout
-        with open(self.log_path, "a") as log:
-            for line in self.proc.stdout:
-                log.write(line)
-                log.flush()
-                self._lines.put(line)
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text()
-        except OSError:
-            return ""
-
-    def terminate(self, timeout: float = 30) -> int | None:
-        """SIGTERM, as the kubelet sends it, then SIGKILL after ``timeout``."""
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(timeout=10)
-
-
 def container_args(manifest: str, kind: str) -> list[str]:
     (container,) = find_doc(manifest, kind)["spec"]["template"]["spec"]["containers"]
     return list(container["args"])
@@ -726,7 +656,7 @@ def test_chart_rbac_runs_the_real_node_daemons_and_operator(tools, k8s, kubeconf
     token_file.write_text(token)
     custom = client.CustomObjectsApi(k8s)
     coordination = client.CoordinationV1Api(k8s)
-    procs: dict[str, Proc] = {}
+    procs: dict[str, ChildProcess] = {}
     try:
         sh.doc("install")
         manifest = tools.helm("get", "manifest", "igor", "--namespace", ns).stdout
@@ -747,8 +677,9 @@ def test_chart_rbac_runs_the_real_node_daemons_and_operator(tools, k8s, kubeconf
                 },
             )
             argv = [sys.executable, "-m", "igor_node", *argv, f"--kubeconfig={node_kc}"]
-            procs[name] = Proc(name, argv, tmp_path)
-            procs[name].start(r"listening on http://")
+            procs[name] = ChildProcess(name, argv, tmp_path / f"{name}.log")
+            procs[name].spawn()
+            procs[name].wait_for(r"listening on http://")
 
         def ready_nodes() -> list[str]:
             found = custom.list_cluster_custom_object(
@@ -785,8 +716,9 @@ def test_chart_rbac_runs_the_real_node_daemons_and_operator(tools, k8s, kubeconf
             },
         )
         argv = [sys.executable, "-m", "igor_operator", *argv, f"--kubeconfig={op_kc}"]
-        procs["operator"] = Proc("operator", argv, tmp_path)
-        procs["operator"].start("igor operator ready")
+        procs["operator"] = ChildProcess("operator", argv, tmp_path / "operator.log")
+        procs["operator"].spawn()
+        procs["operator"].wait_for("igor operator ready")
         leader = coordination.read_namespaced_lease("igor-operator", ns)
         assert leader.spec.holder_identity == "igor-operator-0"
         # The kubelet's probes, as the chart declares them.

@@ -10,15 +10,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import os
-import queue
-import re
-import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
+import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +26,7 @@ from tests import agents
 
 from .helpers import eventually, make_namespace
 from .nodes import TOKEN, NodeProcess, token_file
+from .processes import ChildProcess, free_port
 
 GROUP, VERSION = "igor.dev", "v1alpha1"
 AGENTS, NODES, MRS = "igoragents", "igornodes", "migrationrequests"
@@ -40,13 +35,7 @@ TEST_LABEL = "igor.dev/test"
 __all__ = ["TOKEN", "eventually"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class OperatorProcess:
+class OperatorProcess(ChildProcess):
     """`python -m igor_operator` as a child process; SIGKILL-able like any real process."""
 
     def __init__(
@@ -55,8 +44,7 @@ class OperatorProcess:
         self.workdir = workdir
         self.metrics_port = free_port()
         self.lease = lease or f"igor-operator-{uuid.uuid4().hex[:6]}"
-        self.log_path = workdir / f"operator-{self.lease}-{self.metrics_port}.log"
-        self.argv = [
+        argv = [
             sys.executable,
             "-m",
             "igor_operator",
@@ -78,76 +66,18 @@ class OperatorProcess:
             "0.5",
             *extra,
         ]
-        self.proc: subprocess.Popen[str] | None = None
-        self._lines: queue.Queue[str] = queue.Queue()
+        log_path = workdir / f"operator-{self.lease}-{self.metrics_port}.log"
+        super().__init__("operator", argv, log_path)
         self.starts = 0
 
     def start(self, timeout: float = 60, wait_ready: bool = True) -> OperatorProcess:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env.pop("KUBECONFIG", None)
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
+        self.spawn()
         self.starts += 1
-        self._lines = queue.Queue()
-        threading.Thread(target=self._pump, args=(self.proc, self._lines), daemon=True).start()
         if wait_ready:
             self.wait_for("igor operator ready", timeout)
         return self
 
-    def _pump(self, proc: subprocess.Popen[str], lines: queue.Queue[str]) -> None:
-        assert proc.stdout
-        with open(self.log_path, "a") as log:
-            for line in proc.stdout:
-                log.write(line)
-                log.flush()
-                lines.put(line)
-
-    def wait_for(self, pattern: str, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self._lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.proc and self.proc.poll() is not None:
-                    raise RuntimeError(f"operator exited:\n{self.log_tail()}") from None
-                continue
-            if re.search(pattern, line):
-                return line
-        raise RuntimeError(f"operator: no {pattern!r} within {timeout}s:\n{self.log_tail()}")
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text()
-        except OSError:
-            return ""
-
-    def log_tail(self, n: int = 60) -> str:
-        return "\n".join(self.log_text().splitlines()[-n:])
-
-    def kill(self) -> None:
-        assert self.proc
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def terminate(self, timeout: float = 20) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(timeout=10)
-
     def metrics(self) -> str:
-        import urllib.request
-
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics") as resp:
             return resp.read().decode()
 
