@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp  # noqa: F401  (the node's dependency; import early for a clear error)
 
@@ -59,3 +62,20 @@ class NodeProcess(ChildProcess):
         self.spawn()
         self.address = self.wait_for(r"listening on (https?://\S+)", timeout).group(1)
         return self
+
+
+@contextlib.contextmanager
+def started_nodes(kubeconfig: str | Path, workdir: Path, **defaults: Any) -> Iterator[Any]:
+    """A `start(name, **kw)` factory for node processes, all terminated on exit."""
+    started: list[NodeProcess] = []
+
+    def start(name: str, **kw: Any) -> NodeProcess:
+        node = NodeProcess(name, kubeconfig, workdir, **{**defaults, **kw}).start()
+        started.append(node)
+        return node
+
+    try:
+        yield start
+    finally:
+        for node in started:
+            node.terminate()

@@ -17,7 +17,7 @@ from igor.store import configmap_name
 from tests import agents
 
 from .helpers import eventually, make_namespace
-from .nodes import TOKEN, NodeProcess
+from .nodes import TOKEN, NodeProcess, started_nodes
 
 GROUP, VERSION, PLURAL = "igor.dev", "v1alpha1", "igoragents"
 
@@ -29,16 +29,8 @@ def ns(k8s):
 
 @pytest.fixture
 def nodes(kubeconfig, tmp_path):
-    started: list[NodeProcess] = []
-
-    def start(name: str, **kw) -> NodeProcess:
-        node = NodeProcess(name, kubeconfig, tmp_path, **kw).start()
-        started.append(node)
-        return node
-
-    yield start
-    for node in started:
-        node.terminate()
+    with started_nodes(kubeconfig, tmp_path) as start:
+        yield start
 
 
 def upload_module(k8s, ns: str, name: str) -> str:

@@ -25,7 +25,7 @@ from kubernetes.client.rest import ApiException
 from tests import agents
 
 from .helpers import eventually, make_namespace
-from .nodes import TOKEN, NodeProcess, token_file
+from .nodes import TOKEN, started_nodes, token_file
 from .processes import ChildProcess, free_port
 
 GROUP, VERSION = "igor.dev", "v1alpha1"
@@ -113,17 +113,8 @@ def operator(kubeconfig, tmp_path, ns):
 
 @pytest.fixture
 def node_procs(kubeconfig, tmp_path, label):
-    started: list[NodeProcess] = []
-
-    def start(name: str, **kw: Any) -> NodeProcess:
-        kw.setdefault("labels", f"{TEST_LABEL}={label}")
-        node = NodeProcess(name, kubeconfig, tmp_path, **kw).start()
-        started.append(node)
-        return node
-
-    yield start
-    for node in started:
-        node.terminate()
+    with started_nodes(kubeconfig, tmp_path, labels=f"{TEST_LABEL}={label}") as start:
+        yield start
 
 
 @pytest.fixture
